@@ -1,0 +1,127 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "swift-broker",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "broker", targets: ["broker"]),
+        .executable(name: "broker-cli", targets: ["broker-cli"]),
+        .library(name: "BrokerClient", targets: ["BrokerClient"]),
+        .library(name: "BrokerServer", targets: ["BrokerServer"]),
+        .library(name: "BrokerProtocol", targets: ["BrokerProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+    ],
+    targets: [
+        // Wire protocol: topics, JSON control messages, binary codec, WebSocket frame encoding.
+        // No server or client code; depends on NIOCore only for ByteBuffer.
+        .target(
+            name: "BrokerProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        // Retained-message journal: the seam the server talks to, an in-memory journal and the
+        // SQLite one (GRDB) with its single batching writer thread.
+        .target(
+            name: "BrokerJournal",
+            dependencies: [
+                "BrokerProtocol",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // The server engine: listener, WebSocket connection, subscription index, fan-out.
+        .target(
+            name: "BrokerServer",
+            dependencies: [
+                "BrokerProtocol",
+                "BrokerJournal",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The async/await client library Swift services embed.
+        .target(
+            name: "BrokerClient",
+            dependencies: [
+                "BrokerProtocol",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "broker",
+            dependencies: [
+                "BrokerServer",
+                "BrokerJournal",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "broker-cli",
+            dependencies: [
+                "BrokerClient",
+                "BrokerProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BrokerProtocolTests",
+            dependencies: ["BrokerProtocol"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BrokerJournalTests",
+            dependencies: ["BrokerJournal"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BrokerServerTests",
+            dependencies: [
+                "BrokerServer",
+                "BrokerJournal",
+                "BrokerClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BrokerClientTests",
+            dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

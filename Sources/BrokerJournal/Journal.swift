@@ -1,0 +1,151 @@
+import NIOCore
+
+/// A retained message as the journal keeps it.
+public struct RetainedRecord: Sendable, Equatable {
+    /// Broker-wide, strictly increasing, never reused (also across restarts and pruning).
+    public var offset: UInt64
+    public var topic: String
+    /// Raw JSON text for text messages, opaque bytes for binary ones.
+    public var payload: ByteBuffer
+    public var isBinary: Bool
+    /// When the broker appended it, in milliseconds since 1970.
+    public var timestampMilliseconds: Int64
+
+    public init(offset: UInt64, topic: String, payload: ByteBuffer, isBinary: Bool, timestampMilliseconds: Int64) {
+        self.offset = offset
+        self.topic = topic
+        self.payload = payload
+        self.isBinary = isBinary
+        self.timestampMilliseconds = timestampMilliseconds
+    }
+}
+
+/// A retained publish on its way into the journal.
+public struct JournalEntry: Sendable {
+    public var topic: String
+    public var payload: ByteBuffer
+    public var isBinary: Bool
+
+    public init(topic: String, payload: ByteBuffer, isBinary: Bool) {
+        self.topic = topic
+        self.payload = payload
+        self.isBinary = isBinary
+    }
+}
+
+/// Which retained messages a subscription asks for (PROTOCOL.md "Subscribe replay").
+public enum ReplaySelection: Sendable, Equatable {
+    /// The newest N messages of every matching topic.
+    case history(Int)
+    /// Every message on matching topics with an offset greater than this.
+    case since(UInt64)
+}
+
+/// One page of a replay: every record matching `filter` and `selection` whose offset is in
+/// `(after, upTo]`, in offset order, at most `limit` of them.
+public struct ReplayQuery: Sendable, Equatable {
+    public var filter: String
+    public var selection: ReplaySelection
+    /// Exclusive lower bound: the last offset of the previous page (0 for the first page).
+    public var after: UInt64
+    /// Inclusive upper bound: the high-water mark from `snapshot`, fixed for the whole replay.
+    public var upTo: UInt64
+    public var limit: Int
+
+    public init(filter: String, selection: ReplaySelection, after: UInt64, upTo: UInt64, limit: Int) {
+        self.filter = filter
+        self.selection = selection
+        self.after = after
+        self.upTo = upTo
+        self.limit = limit
+    }
+}
+
+public struct ReplayPage: Sendable {
+    public var records: [RetainedRecord]
+    /// True when no record matching the query lies after this page.
+    public var isLast: Bool
+
+    public init(records: [RetainedRecord], isLast: Bool) {
+        self.records = records
+        self.isLast = isLast
+    }
+}
+
+/// Figures for stats, logs and metrics.
+public struct JournalStats: Sendable, Equatable {
+    public var messages: Int
+    public var topics: Int
+    public var bytes: Int
+    public var firstOffset: UInt64
+    public var lastOffset: UInt64
+    public var prunedMessages: Int
+
+    public init(messages: Int = 0, topics: Int = 0, bytes: Int = 0, firstOffset: UInt64 = 0, lastOffset: UInt64 = 0, prunedMessages: Int = 0) {
+        self.messages = messages
+        self.topics = topics
+        self.bytes = bytes
+        self.firstOffset = firstOffset
+        self.lastOffset = lastOffset
+        self.prunedMessages = prunedMessages
+    }
+}
+
+public enum JournalError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The journal is closed or closing.
+    case closed
+    /// Another broker holds the data directory.
+    case locked(path: String)
+    /// The data directory or database cannot be used; the reason is one line for people.
+    case unusable(String)
+    /// A database operation failed.
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case .closed: return "journal is closed"
+        case .locked(let path): return "data directory \(path) is in use by another broker (lock held)"
+        case .unusable(let reason): return reason
+        case .failed(let reason): return "journal operation failed: \(reason)"
+        }
+    }
+}
+
+/// The retained-message journal, the seam between the broker and its storage.
+///
+/// Threading contract, which the broker's ordering guarantees rest on:
+/// - `append` never blocks the caller. Appends from every event loop are committed in groups by
+///   one writer; an append's completion runs after its transaction committed.
+/// - Completions (of `append` and `snapshot`) run serially on the writer, in offset order, and
+///   must be quick (hop to an event loop and return). So a caller that fans a message out from
+///   its completion hands messages to each event loop in offset order, and a `snapshot`
+///   completion reaches an event loop after every message with an offset up to its high-water
+///   mark has been handed to that loop.
+/// - Reads (`replayPage`, `prunedAfter`, `clear`) run off the event loops and complete on the
+///   event loop given.
+public protocol Journal: AnyObject, Sendable {
+    /// Names this journal; changes only when the journal is created anew.
+    var epoch: String { get }
+
+    /// Appends a retained message; completes with its offset once committed.
+    func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void)
+
+    /// Completes with the highest committed offset, in order with append completions.
+    func snapshot(completion: @escaping @Sendable (UInt64) -> Void)
+
+    /// Reads one page of a replay.
+    func replayPage(_ query: ReplayQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ReplayPage>
+
+    /// Whether retention (or clearing) removed any message after `offset` on a topic matching
+    /// `filter`; a `since` replay is `recovered` only when this is false.
+    func prunedAfter(_ offset: UInt64, filter: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool>
+
+    /// Deletes the retained messages of every topic matching `filter`; completes with the count.
+    func clear(filter: String, on eventLoop: any EventLoop) -> EventLoopFuture<Int>
+
+    /// Current figures.
+    func stats(on eventLoop: any EventLoop) -> EventLoopFuture<JournalStats>
+
+    /// Commits what is pending, stops the writer and releases the data directory.
+    func close() async
+}

@@ -1,0 +1,66 @@
+import NIOCore
+
+/// Builds complete server-to-client WebSocket frames (RFC 6455 §5.2: FIN set, unmasked) in one
+/// buffer: the body is written first behind ten reserved bytes and the header is then filled in
+/// just before it, so a frame costs one allocation and no copy. The result is shared, as is, by
+/// every connection that receives it.
+public enum ServerFrame {
+    public enum Opcode: UInt8, Sendable {
+        case continuation = 0x0, text = 0x1, binary = 0x2, close = 0x8, ping = 0x9, pong = 0xA
+    }
+
+    static let maxHeaderBytes = 10
+
+    /// Encodes a frame whose body `writeBody` writes. `rsv1` marks a permessage-deflate body.
+    public static func encode(
+        _ opcode: Opcode, rsv1: Bool = false, allocator: ByteBufferAllocator, bodyCapacity: Int,
+        writeBody: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: maxHeaderBytes + bodyCapacity)
+        buffer.moveWriterIndex(forwardBy: maxHeaderBytes)
+        buffer.moveReaderIndex(forwardBy: maxHeaderBytes)
+        writeBody(&buffer)
+        let length = buffer.readableBytes
+        let headerBytes = length < 126 ? 2 : (length <= Int(UInt16.max) ? 4 : 10)
+        let start = maxHeaderBytes - headerBytes
+        let first: UInt8 = 0x80 | (rsv1 ? 0x40 : 0) | opcode.rawValue
+        buffer.setInteger(first, at: start)
+        switch headerBytes {
+        case 2: buffer.setInteger(UInt8(length), at: start + 1)
+        case 4:
+            buffer.setInteger(UInt8(126), at: start + 1)
+            buffer.setInteger(UInt16(length), at: start + 2)
+        default:
+            buffer.setInteger(UInt8(127), at: start + 1)
+            buffer.setInteger(UInt64(length), at: start + 2)
+        }
+        buffer.moveReaderIndex(to: start)
+        return buffer
+    }
+
+    /// A frame carrying `payload` as it is (control frames, echoed data).
+    public static func encode(_ opcode: Opcode, payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        encode(opcode, allocator: allocator, bodyCapacity: payload.readableBytes) { buffer in
+            var payload = payload
+            buffer.writeBuffer(&payload)
+        }
+    }
+
+    /// A close frame with a status code and a reason (truncated to fit the 125-byte limit on a
+    /// UTF-8 character boundary).
+    public static func close(code: UInt16, reason: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        encode(.close, allocator: allocator, bodyCapacity: 125) { buffer in
+            buffer.writeInteger(code)
+            var reasonBytes = Substring(reason).utf8.prefix(123)
+            while !reasonBytes.isEmpty, String(reasonBytes) == nil {
+                reasonBytes = reasonBytes.dropLast()
+            }
+            buffer.writeBytes(reasonBytes)
+        }
+    }
+
+    /// A text frame holding one JSON reply made by `ServerMessageEncoder`.
+    public static func text(allocator: ByteBufferAllocator, capacity: Int = 128, _ body: (inout ByteBuffer) -> Void) -> ByteBuffer {
+        encode(.text, allocator: allocator, bodyCapacity: capacity, writeBody: body)
+    }
+}

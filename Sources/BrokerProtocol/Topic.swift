@@ -1,0 +1,107 @@
+/// Topic names and filters as PROTOCOL.md defines them: UTF-8, levels separated by `/`,
+/// `+` matching exactly one level and `#` matching zero or more trailing levels.
+///
+/// Validation works on the UTF-8 bytes so that the publish path never builds an intermediate
+/// array of levels just to check a name.
+public enum Topic {
+    /// Default maximum length of a name or filter in bytes.
+    public static let defaultMaxBytes = 256
+
+    /// Why a topic name or filter was refused; `description` is meant for people.
+    public enum ValidationError: Error, Equatable, CustomStringConvertible, Sendable {
+        case empty
+        case tooLong(limit: Int)
+        case containsNul
+        case wildcardInName
+        case misplacedWildcard
+
+        public var description: String {
+            switch self {
+            case .empty: return "topic is empty"
+            case .tooLong(let limit): return "topic is longer than \(limit) bytes"
+            case .containsNul: return "topic contains NUL"
+            case .wildcardInName: return "topic name contains a wildcard (+ or #)"
+            case .misplacedWildcard: return "wildcard must be a whole level; # only as the last level"
+            }
+        }
+    }
+
+    /// Checks a concrete topic name (the target of a publish).
+    public static func validateName(_ name: String, maxBytes: Int = defaultMaxBytes) throws(ValidationError) {
+        var utf8 = name.utf8
+        let count = utf8.count
+        if count == 0 { throw .empty }
+        if count > maxBytes { throw .tooLong(limit: maxBytes) }
+        let result: ValidationError?? = utf8.withContiguousStorageIfAvailable { bytes -> ValidationError? in
+            for byte in bytes {
+                switch byte {
+                case 0: return .containsNul
+                case UInt8(ascii: "+"), UInt8(ascii: "#"): return .wildcardInName
+                default: continue
+                }
+            }
+            return nil
+        }
+        if let outcome = result {
+            if let error = outcome { throw error }
+            return
+        }
+        // Non-contiguous (bridged) strings: take the slow path once.
+        utf8 = String(name).utf8
+        for byte in utf8 {
+            if byte == 0 { throw .containsNul }
+            if byte == UInt8(ascii: "+") || byte == UInt8(ascii: "#") { throw .wildcardInName }
+        }
+    }
+
+    /// Checks a subscription filter: `+` and `#` only as whole levels, `#` only last.
+    public static func validateFilter(_ filter: String, maxBytes: Int = defaultMaxBytes) throws(ValidationError) {
+        let utf8 = filter.utf8
+        let count = utf8.count
+        if count == 0 { throw .empty }
+        if count > maxBytes { throw .tooLong(limit: maxBytes) }
+        let slash = UInt8(ascii: "/"), plus = UInt8(ascii: "+"), hash = UInt8(ascii: "#")
+        var previous: UInt8 = slash  // the start of the filter behaves like the start of a level
+        var index = utf8.startIndex
+        while index != utf8.endIndex {
+            let byte = utf8[index]
+            let next = utf8.index(after: index)
+            let following: UInt8? = next == utf8.endIndex ? nil : utf8[next]
+            switch byte {
+            case 0:
+                throw .containsNul
+            case plus:
+                if previous != slash || (following != nil && following != slash) { throw .misplacedWildcard }
+            case hash:
+                if previous != slash || following != nil { throw .misplacedWildcard }
+            default:
+                break
+            }
+            previous = byte
+            index = next
+        }
+    }
+
+    /// Whether `filter` matches the concrete `name`, with MQTT's rule that a filter starting with
+    /// a wildcard does not match names starting with `$`. Both are assumed valid.
+    public static func matches(filter: String, name: String) -> Bool {
+        if name.utf8.first == UInt8(ascii: "$") {
+            let first = filter.utf8.first
+            if first == UInt8(ascii: "+") || first == UInt8(ascii: "#") { return false }
+        }
+        var filterLevels = filter.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)[...]
+        var nameLevels = name.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)[...]
+        while let level = filterLevels.popFirst() {
+            if level.elementsEqual("#".utf8) { return true }
+            guard let nameLevel = nameLevels.popFirst() else { return false }
+            if level.elementsEqual("+".utf8) { continue }
+            if !level.elementsEqual(nameLevel) { return false }
+        }
+        return nameLevels.isEmpty
+    }
+
+    /// Whether a filter contains a wildcard level.
+    public static func isWildcard(_ filter: String) -> Bool {
+        filter.utf8.contains(UInt8(ascii: "+")) || filter.utf8.contains(UInt8(ascii: "#"))
+    }
+}
