@@ -1,0 +1,51 @@
+import BrokerJournal
+import BrokerProtocol
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The state every connection shares: configuration, the journal and one fan-out shard per
+/// event loop. Immutable after start, so it is read from any thread without locks.
+final class Broker: Sendable {
+    let configuration: BrokerConfiguration
+    let journal: any Journal
+    let shards: [FanoutShard]
+    let logger: Logger
+    let requestLimits: RequestLimits
+    private let sessionCounter = NIOLockedValueBox<UInt64>(0)
+    private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+
+    init(configuration: BrokerConfiguration, journal: any Journal, eventLoops: [any EventLoop], logger: Logger) {
+        self.configuration = configuration
+        self.journal = journal
+        self.shards = eventLoops.map { FanoutShard(eventLoop: $0) }
+        self.logger = logger
+        self.requestLimits = RequestLimits(maxTopicBytes: configuration.maxTopicBytes)
+    }
+
+    func shard(for eventLoop: any EventLoop) -> FanoutShard {
+        for shard in shards where shard.eventLoop === eventLoop { return shard }
+        preconditionFailure("event loop is not one of the broker's")
+    }
+
+    func nextSessionID() -> String {
+        let number = sessionCounter.withLockedValue { value -> UInt64 in
+            value += 1
+            return value
+        }
+        return "\(sessionPrefix)-\(number)"
+    }
+
+    /// Hands `message` to every shard: directly to the caller's own loop, through one task to
+    /// each other loop. Called in publish order by each publisher (and by the journal writer in
+    /// offset order), which keeps every loop's view of one publisher's messages in order.
+    func fanOut(_ message: OutboundMessage) {
+        for shard in shards {
+            if shard.eventLoop.inEventLoop {
+                shard.deliver(message)
+            } else {
+                shard.eventLoop.execute { shard.deliver(message) }
+            }
+        }
+    }
+}

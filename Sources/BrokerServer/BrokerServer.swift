@@ -1,0 +1,152 @@
+import BrokerJournal
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import ServiceLifecycle
+
+/// The broker's network side: one listener that upgrades `GET /ws` to WebSocket and serves
+/// PROTOCOL.md on SwiftNIO event loops (one per core by default).
+///
+/// Run it as a swift-service-lifecycle `Service` (SIGTERM drains it), or call `start()` and
+/// `shutdown()` yourself (tests). The journal belongs to the caller, who closes it after
+/// `shutdown()` so that everything acknowledged is committed.
+public final class BrokerServer: Sendable {
+    public let configuration: BrokerConfiguration
+    let broker: Broker
+    private let group: MultiThreadedEventLoopGroup
+    private let ownsGroup: Bool
+    private let listener = NIOLockedValueBox<(any Channel)?>(nil)
+
+    public init(
+        configuration: BrokerConfiguration, journal: any Journal, logger: Logger,
+        eventLoopGroup: MultiThreadedEventLoopGroup? = nil
+    ) {
+        self.configuration = configuration
+        self.ownsGroup = eventLoopGroup == nil
+        self.group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        self.broker = Broker(
+            configuration: configuration, journal: journal,
+            eventLoops: Array(group.makeIterator()), logger: logger)
+    }
+
+    /// The port the listener is bound to, once started (useful with port 0).
+    public var port: Int? {
+        listener.withLockedValue { $0?.localAddress?.port }
+    }
+
+    /// Binds the listener and starts keepalive probing.
+    public func start() async throws {
+        let configuration = self.configuration
+        let broker = self.broker
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: configuration.maxOutboundBytes / 2, high: configuration.maxOutboundBytes))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.configurePipeline(channel, broker: broker)
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        listener.withLockedValue { $0 = channel }
+        for shard in broker.shards {
+            shard.eventLoop.execute {
+                shard.startKeepalive(interval: configuration.pingInterval, timeout: configuration.pongTimeout)
+            }
+        }
+        broker.logger.info("listening", metadata: [
+            "address": "\(channel.localAddress?.description ?? "?")", "path": "\(configuration.webSocketPath)",
+            "eventLoops": "\(broker.shards.count)",
+        ])
+    }
+
+    static func configurePipeline(_ channel: any Channel, broker: Broker) throws {
+        let configuration = broker.configuration
+        var webSocketPaths: Set<String> = [configuration.webSocketPath]
+        if let echo = configuration.echoPath { webSocketPaths.insert(echo) }
+        let paths = webSocketPaths
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: configuration.maxFrameBytes,
+            automaticErrorHandling: false,
+            shouldUpgrade: { channel, head in
+                let path = Self.path(of: head.uri)
+                return channel.eventLoop.makeSucceededFuture(paths.contains(path) ? HTTPHeaders() : nil)
+            },
+            upgradePipelineHandler: { channel, head in
+                channel.eventLoop.makeCompletedFuture {
+                    let mode: WebSocketConnection.Mode =
+                        Self.path(of: head.uri) == configuration.echoPath ? .echo : .broker
+                    let operations = channel.pipeline.syncOperations
+                    let fallback = try operations.context(name: HTTPFallbackHandler.name)
+                    operations.removeHandler(context: fallback, promise: nil)
+                    try operations.addHandler(HeadWriter(), position: .first)
+                    let shard = broker.shard(for: channel.eventLoop)
+                    try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode))
+                }
+            }
+        )
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }),
+            withErrorHandling: true
+        )
+        try channel.pipeline.syncOperations.addHandler(
+            HTTPFallbackHandler(webSocketPaths: webSocketPaths), name: HTTPFallbackHandler.name)
+    }
+
+    static func path(of uri: String) -> String {
+        uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
+    }
+
+    /// Stops accepting, closes every client with 1001 and waits (up to the grace period) for
+    /// them to go; then stops the event loops if the server created them.
+    public func shutdown() async {
+        let channel = listener.withLockedValue { channel -> (any Channel)? in
+            defer { channel = nil }
+            return channel
+        }
+        try? await channel?.close()
+        for shard in broker.shards {
+            shard.eventLoop.execute {
+                shard.stopKeepalive()
+                for connection in shard.connections { connection.close(code: 1001, reason: "going away") }
+            }
+        }
+        let deadline = NIODeadline.now() + configuration.shutdownGracePeriod
+        while NIODeadline.now() < deadline, await openConnections() > 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for shard in broker.shards {
+            try? await shard.eventLoop.submit {
+                for connection in shard.connections { connection.closeNow() }
+            }.get()
+        }
+        broker.logger.info("listener stopped")
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    /// Connections currently open, across all event loops.
+    public func openConnections() async -> Int {
+        var total = 0
+        for shard in broker.shards {
+            total += (try? await shard.eventLoop.submit { shard.connections.count }.get()) ?? 0
+        }
+        return total
+    }
+}
+
+extension BrokerServer: Service {
+    /// Serves until a graceful shutdown (SIGTERM/SIGINT through the ServiceGroup) or
+    /// cancellation, then drains.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+}

@@ -1,0 +1,110 @@
+import NIOCore
+
+/// One event loop's share of the broker: the connections living on that loop and the index of
+/// their subscriptions.
+///
+/// Everything here is confined to `eventLoop` (hence `@unchecked Sendable`: the broker keeps
+/// references on every thread but only ever calls in through `eventLoop.execute`). A publish
+/// reaches each shard once; the shard matches it against its own trie and writes the shared
+/// frame to each matching connection, then flushes every connection it wrote to once per
+/// event-loop tick, so a busy subscriber gets many frames per `writev`.
+final class FanoutShard: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    private let index = TopicTrie<WebSocketConnection>()
+    /// Every open connection on this loop, for keepalive sweeps and shutdown.
+    private(set) var connections: [WebSocketConnection] = []
+    /// Connections written to since the last flush.
+    private var dirty: [WebSocketConnection] = []
+    private var flushScheduled = false
+    /// Stamped on a connection when it receives a publish, so overlapping filters deliver once.
+    private var deliverySequence: UInt64 = 0
+    private var keepaliveTask: RepeatedTask?
+
+    var subscriptionCount: Int { index.count }
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    // MARK: Connections
+
+    func add(_ connection: WebSocketConnection) {
+        eventLoop.assertInEventLoop()
+        connection.shardSlot = connections.count
+        connections.append(connection)
+    }
+
+    func remove(_ connection: WebSocketConnection) {
+        eventLoop.assertInEventLoop()
+        let slot = connection.shardSlot
+        guard slot >= 0, slot < connections.count, connections[slot] === connection else { return }
+        let last = connections.removeLast()
+        if slot < connections.count {
+            connections[slot] = last
+            last.shardSlot = slot
+        }
+        connection.shardSlot = -1
+    }
+
+    // MARK: Subscriptions
+
+    func subscribe(_ connection: WebSocketConnection, to filter: String) {
+        eventLoop.assertInEventLoop()
+        index.insert(filter, connection)
+    }
+
+    func unsubscribe(_ connection: WebSocketConnection, from filter: String) {
+        eventLoop.assertInEventLoop()
+        index.remove(filter, connection)
+    }
+
+    // MARK: Delivery
+
+    /// Writes `message` to every connection on this loop with a matching subscription.
+    func deliver(_ message: OutboundMessage) {
+        eventLoop.assertInEventLoop()
+        deliverySequence &+= 1
+        let sequence = deliverySequence
+        index.forEachMatch(message.levels) { connection in
+            guard connection.lastDeliverySequence != sequence else { return }
+            connection.lastDeliverySequence = sequence
+            connection.deliver(message)
+        }
+    }
+
+    /// Called by a connection that wrote without flushing; the flush runs once, after the tasks
+    /// already queued on the loop (typically further publishes) have run.
+    func markDirty(_ connection: WebSocketConnection) {
+        dirty.append(connection)
+        if !flushScheduled {
+            flushScheduled = true
+            eventLoop.execute { self.flushDirty() }
+        }
+    }
+
+    private func flushDirty() {
+        flushScheduled = false
+        let toFlush = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for connection in toFlush { connection.flushIfNeeded() }
+    }
+
+    // MARK: Keepalive
+
+    /// Starts probing idle connections: each sweep pings those silent for `interval` and closes
+    /// those that left a ping unanswered for `timeout`.
+    func startKeepalive(interval: TimeAmount, timeout: TimeAmount) {
+        let sweepEvery = TimeAmount.nanoseconds(max(min(interval.nanoseconds, timeout.nanoseconds) / 2, 10_000_000))
+        keepaliveTask = eventLoop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { _ in
+            let now = NIODeadline.now()
+            for connection in self.connections {
+                connection.keepaliveSweep(now: now, interval: interval, timeout: timeout)
+            }
+        }
+    }
+
+    func stopKeepalive() {
+        keepaliveTask?.cancel()
+        keepaliveTask = nil
+    }
+}

@@ -1,0 +1,36 @@
+import BrokerProtocol
+import NIOCore
+
+/// A publish ready for delivery: encoded once into a complete WebSocket frame that every
+/// subscriber's connection writes as it is (the buffer's storage is shared, never copied).
+struct OutboundMessage: Sendable {
+    var topic: String
+    /// Levels of `topic`, split once per publish for trie matching on every event loop.
+    var levels: [Substring]
+    /// Journal offset for retained messages.
+    var offset: UInt64?
+    /// The complete frame: header and body.
+    var frame: ByteBuffer
+
+    init(topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool = false, allocator: ByteBufferAllocator) {
+        self.topic = topic
+        self.levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        self.offset = offset
+        self.frame = Self.encodeFrame(
+            topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, allocator: allocator)
+    }
+
+    static func encodeFrame(
+        topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool, allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        let capacity = payload.readableBytes + topic.utf8.count + 64
+        if isBinary {
+            return ServerFrame.encode(.binary, allocator: allocator, bodyCapacity: capacity) { buffer in
+                BinaryCodec.encodeMessage(topic: topic, payload: payload, offset: offset, replay: replay, into: &buffer)
+            }
+        }
+        return ServerFrame.encode(.text, allocator: allocator, bodyCapacity: capacity) { buffer in
+            ServerMessageEncoder.message(topic: topic, data: payload, offset: offset, replay: replay, into: &buffer)
+        }
+    }
+}

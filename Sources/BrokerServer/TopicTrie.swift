@@ -1,0 +1,106 @@
+/// A subscription index: topic filters in a trie keyed by level, so that matching a published
+/// name walks only the branches that can match (its literal levels, `+` and `#`).
+///
+/// Not thread-safe: each event loop owns one trie for its own connections, so the publish path
+/// takes no lock. Subscribers are compared by identity.
+final class TopicTrie<Subscriber: AnyObject> {
+    final class Node {
+        var children: [Substring: Node] = [:]
+        var plus: Node?
+        /// Subscribers of the filter ending with `#` at this node.
+        var hashSubscribers: [Subscriber] = []
+        /// Subscribers of the filter ending exactly at this node.
+        var subscribers: [Subscriber] = []
+
+        var isEmpty: Bool {
+            children.isEmpty && plus == nil && hashSubscribers.isEmpty && subscribers.isEmpty
+        }
+    }
+
+    private let root = Node()
+    private(set) var count = 0
+
+    /// Adds `subscriber` under `filter` (a valid filter). Adding the same pair twice is the
+    /// caller's mistake; the connection keeps its own set of filters to avoid it.
+    func insert(_ filter: String, _ subscriber: Subscriber) {
+        var node = root
+        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+            if level == "#" {
+                node.hashSubscribers.append(subscriber)
+                count += 1
+                return
+            }
+            if level == "+" {
+                if node.plus == nil { node.plus = Node() }
+                node = node.plus!
+            } else if let child = node.children[level] {
+                node = child
+            } else {
+                let child = Node()
+                node.children[level] = child
+                node = child
+            }
+        }
+        node.subscribers.append(subscriber)
+        count += 1
+    }
+
+    /// Removes `subscriber` from `filter`, pruning branches that became empty.
+    @discardableResult
+    func remove(_ filter: String, _ subscriber: Subscriber) -> Bool {
+        let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
+        let removed = remove(levels[...], subscriber, from: root)
+        if removed { count -= 1 }
+        return removed
+    }
+
+    private func remove(_ levels: ArraySlice<Substring>, _ subscriber: Subscriber, from node: Node) -> Bool {
+        guard let level = levels.first else {
+            return removeIdentity(subscriber, from: &node.subscribers)
+        }
+        if level == "#" {
+            return removeIdentity(subscriber, from: &node.hashSubscribers)
+        }
+        let rest = levels.dropFirst()
+        if level == "+" {
+            guard let child = node.plus else { return false }
+            let removed = remove(rest, subscriber, from: child)
+            if child.isEmpty { node.plus = nil }
+            return removed
+        }
+        guard let child = node.children[level] else { return false }
+        let removed = remove(rest, subscriber, from: child)
+        if child.isEmpty { node.children[level] = nil }
+        return removed
+    }
+
+    private func removeIdentity(_ subscriber: Subscriber, from list: inout [Subscriber]) -> Bool {
+        guard let index = list.firstIndex(where: { $0 === subscriber }) else { return false }
+        list.swapAt(index, list.count - 1)
+        list.removeLast()
+        return true
+    }
+
+    /// Calls `body` for every subscriber of a filter matching the concrete `levels` of a name.
+    /// A subscriber with several matching filters is reported once per filter; the caller
+    /// deduplicates. Names starting with `$` are not matched by a leading `+` or `#`.
+    func forEachMatch(_ levels: [Substring], _ body: (Subscriber) -> Void) {
+        let reserved = levels.first?.utf8.first == UInt8(ascii: "$")
+        visit(root, levels[...], isRoot: true, reserved: reserved, body)
+    }
+
+    private func visit(
+        _ node: Node, _ levels: ArraySlice<Substring>, isRoot: Bool, reserved: Bool, _ body: (Subscriber) -> Void
+    ) {
+        let wildcardsAllowed = !(isRoot && reserved)
+        // `#` matches the parent level too: `a/#` matches `a`.
+        if wildcardsAllowed { for subscriber in node.hashSubscribers { body(subscriber) } }
+        guard let level = levels.first else {
+            for subscriber in node.subscribers { body(subscriber) }
+            return
+        }
+        let rest = levels.dropFirst()
+        if let child = node.children[level] { visit(child, rest, isRoot: false, reserved: reserved, body) }
+        if wildcardsAllowed, let plus = node.plus { visit(plus, rest, isRoot: false, reserved: reserved, body) }
+    }
+}

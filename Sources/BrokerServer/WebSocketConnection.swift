@@ -1,0 +1,288 @@
+import BrokerJournal
+import BrokerProtocol
+import DequeModule
+import NIOCore
+import NIOWebSocket
+
+/// One client's WebSocket connection, from the upgrade to the close.
+///
+/// Confined to its channel's event loop. Inbound frames become messages through
+/// `MessageAssembler`; requests are served in the extensions in `WebSocketConnection+*.swift`.
+/// Outbound frames are complete, pre-encoded buffers written at the head of the pipeline and
+/// flushed once per event-loop tick by the shard.
+final class WebSocketConnection: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+
+    enum Mode {
+        /// PROTOCOL.md pub/sub.
+        case broker
+        /// Echo every message back (conformance testing).
+        case echo
+    }
+
+    /// Lifecycle: `open` until either side starts the close handshake.
+    enum State {
+        case open
+        /// The broker sent its close frame and waits for the peer's (or the close timeout).
+        case closing
+        case closed
+    }
+
+    let broker: Broker
+    let shard: FanoutShard
+    let mode: Mode
+    let sessionID: String
+    var state = State.open
+    private(set) var context: ChannelHandlerContext!
+    private var writer: ChannelHandlerContext!
+    private var assembler: MessageAssembler
+    private var needsFlush = false
+    private var closeTimer: Scheduled<Void>?
+
+    // Fan-out bookkeeping, owned by the shard.
+    var shardSlot = -1
+    var lastDeliverySequence: UInt64 = 0
+
+    // Keepalive.
+    private var sawInbound = true
+    private var lastInbound = NIODeadline.now()
+    private var pingSentAt: NIODeadline?
+
+    /// Filters this connection subscribes to.
+    var filters: Set<String> = []
+
+    /// Publishes waiting behind a retained publish that the journal has not committed yet, so
+    /// that one connection's messages reach subscribers in the order it sent them.
+    var publishQueue = Deque<QueuedPublish>()
+
+    /// Subscriptions whose replay has not finished, the first one running.
+    var replays = Deque<ReplayJob>()
+    /// Live messages held back while a replay runs, and their size.
+    var heldBack: [OutboundMessage] = []
+    var heldBackBytes = 0
+    /// The running replay waits for the socket to drain before reading its next page.
+    var replayAwaitsWritability = false
+
+    var allocator: ByteBufferAllocator { context.channel.allocator }
+    var eventLoop: any EventLoop { context.eventLoop }
+
+    init(broker: Broker, shard: FanoutShard, mode: Mode) {
+        self.broker = broker
+        self.shard = shard
+        self.mode = mode
+        self.sessionID = broker.nextSessionID()
+        self.assembler = MessageAssembler(maxMessageBytes: broker.configuration.maxMessageBytes)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
+        if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
+        shard.add(self)
+        broker.logger.info("connection opened", metadata: [
+            "session": "\(sessionID)", "peer": "\(context.channel.remoteAddress?.description ?? "?")",
+        ])
+        if mode == .broker {
+            let welcome = Welcome(
+                server: broker.configuration.serverName, session: sessionID,
+                maxMessageBytes: broker.configuration.maxMessageBytes, epoch: broker.journal.epoch)
+            sendControl { ServerMessageEncoder.welcome(welcome, into: &$0) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let wasOpen = state == .open
+        state = .closed
+        closeTimer?.cancel()
+        for filter in filters { shard.unsubscribe(self, from: filter) }
+        filters.removeAll()
+        replays.removeAll()
+        heldBack.removeAll()
+        shard.remove(self)
+        broker.logger.info("connection closed", metadata: [
+            "session": "\(sessionID)", "clean": "\(!wasOpen)",
+        ])
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        sawInbound = true
+        switch state {
+        case .closed:
+            return
+        case .closing:
+            // After our close frame only the peer's close matters.
+            if frame.opcode == .connectionClose { context.close(promise: nil) }
+            return
+        case .open:
+            break
+        }
+        switch assembler.receive(frame) {
+        case .needMore:
+            break
+        case .message(let opcode, let payload):
+            handleMessage(opcode: opcode, payload: payload)
+        case .control(let opcode, let payload):
+            handleControl(opcode: opcode, payload: payload)
+        case .fail(let code, let reason):
+            broker.logger.debug("protocol violation", metadata: ["session": "\(sessionID)", "code": "\(code)", "reason": "\(reason)"])
+            close(code: code, reason: reason)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        if !writable, state == .open, replays.isEmpty {
+            broker.logger.info("closing slow consumer", metadata: ["session": "\(sessionID)"])
+            close(code: 1008, reason: "slow consumer")
+        } else if writable, replayAwaitsWritability {
+            replayAwaitsWritability = false
+            readNextReplayPage()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? NIOWebSocketError {
+            switch error {
+            case .invalidFrameLength: close(code: 1009, reason: "frame too big")
+            default: close(code: 1002, reason: "protocol error")
+            }
+            return
+        }
+        broker.logger.debug("connection error", metadata: ["session": "\(sessionID)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Frames
+
+    private func handleMessage(opcode: WebSocketOpcode, payload: ByteBuffer) {
+        if mode == .echo {
+            write(ServerFrame.encode(opcode == .text ? .text : .binary, payload: payload, allocator: allocator))
+            return
+        }
+        let parsed: Result<ControlRequest, RequestError> =
+            opcode == .text
+            ? ControlRequest.parseText(payload, limits: broker.requestLimits)
+            : BinaryCodec.decodePublish(payload, limits: broker.requestLimits)
+        switch parsed {
+        case .success(let request): handle(request)
+        case .failure(let error): sendError(error)
+        }
+    }
+
+    private func handleControl(opcode: WebSocketOpcode, payload: ByteBuffer) {
+        switch opcode {
+        case .ping:
+            write(ServerFrame.encode(.pong, payload: payload, allocator: allocator))
+        case .pong:
+            pingSentAt = nil
+        case .connectionClose:
+            if case .fail(let code, let reason) = CloseFrame.validate(payload) {
+                close(code: code, reason: reason)
+                return
+            }
+            // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written.
+            var echoed = payload
+            let code = echoed.readInteger(as: UInt16.self) ?? 1000
+            state = .closed
+            let frame = ServerFrame.close(code: code, reason: "", allocator: allocator)
+            let channel = context.channel
+            writer.writeAndFlush(NIOAny(frame)).whenComplete { _ in channel.close(promise: nil) }
+        default:
+            break
+        }
+    }
+
+    // MARK: Writing
+
+    /// Queues a complete frame; the shard flushes this connection at the end of the tick.
+    func write(_ frame: ByteBuffer) {
+        writer.write(NIOAny(frame), promise: nil)
+        if !needsFlush {
+            needsFlush = true
+            shard.markDirty(self)
+        }
+    }
+
+    func flushIfNeeded() {
+        guard needsFlush else { return }
+        needsFlush = false
+        writer.flush()
+    }
+
+    /// Writes one JSON reply built by `body`.
+    func sendControl(_ body: (inout ByteBuffer) -> Void) {
+        write(ServerFrame.text(allocator: allocator, body))
+    }
+
+    func sendError(_ error: RequestError) {
+        broker.logger.debug("request refused", metadata: [
+            "session": "\(sessionID)", "code": "\(error.code.rawValue)", "message": "\(error.message)",
+        ])
+        sendControl { ServerMessageEncoder.error(error, into: &$0) }
+    }
+
+    /// A message for this connection from the shard.
+    func deliver(_ message: OutboundMessage) {
+        guard state == .open else { return }
+        if replays.isEmpty {
+            write(message.frame)
+            return
+        }
+        heldBack.append(message)
+        heldBackBytes += message.frame.readableBytes
+        if heldBackBytes > broker.configuration.maxOutboundBytes {
+            broker.logger.info("closing slow consumer (replay backlog)", metadata: ["session": "\(sessionID)"])
+            close(code: 1008, reason: "slow consumer")
+        }
+    }
+
+    // MARK: Closing
+
+    /// Starts the close handshake: the close frame is queued behind what is buffered, and the
+    /// TCP connection is dropped if the peer has not answered within the close timeout.
+    func close(code: UInt16, reason: String) {
+        guard state == .open else { return }
+        state = .closing
+        replays.removeAll()
+        heldBack.removeAll()
+        heldBackBytes = 0
+        write(ServerFrame.close(code: code, reason: reason, allocator: allocator))
+        flushIfNeeded()
+        let channel = context.channel
+        closeTimer = eventLoop.scheduleTask(in: broker.configuration.closeTimeout) {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Drops the TCP connection without further ado (end of a shutdown's grace period).
+    func closeNow() {
+        state = .closed
+        context.close(promise: nil)
+    }
+
+    /// Called by the shard's periodic sweep.
+    func keepaliveSweep(now: NIODeadline, interval: TimeAmount, timeout: TimeAmount) {
+        guard state == .open else { return }
+        if sawInbound {
+            sawInbound = false
+            lastInbound = now
+            pingSentAt = nil
+            return
+        }
+        if let sentAt = pingSentAt {
+            if now - sentAt >= timeout {
+                broker.logger.info("closing unresponsive connection", metadata: ["session": "\(sessionID)"])
+                close(code: 1001, reason: "ping timeout")
+                context.close(promise: nil)
+            }
+        } else if now - lastInbound >= interval {
+            pingSentAt = now
+            write(ServerFrame.encode(.ping, payload: ByteBuffer(), allocator: allocator))
+        }
+    }
+}

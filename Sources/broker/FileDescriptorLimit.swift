@@ -1,0 +1,26 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Logging
+
+/// Each WebSocket connection holds a file descriptor, so the broker raises its soft
+/// RLIMIT_NOFILE to the hard limit at start-up and logs the figure.
+enum FileDescriptorLimit {
+    static func raiseToHardLimit(logger: Logger) {
+        var limit = rlimit()
+        #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        guard getrlimit(resource, &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(resource, &raised) == 0 { limit = raised }
+        }
+        logger.info("open file limit", metadata: ["RLIMIT_NOFILE": "\(limit.rlim_cur)"])
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import BrokerJournal
+import BrokerServer
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the broker (the default command).")
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free port).")
+    var port = 8080
+
+    @Option(help: "Directory for the SQLite journal of retained messages.")
+    var dataDir = "./data"
+
+    @Option(help: "Opt-in echo endpoint for conformance testing (e.g. /echo); off by default.")
+    var echoPath: String?
+
+    @Option(help: "Largest message a client may send, in bytes (announced in welcome).")
+    var maxMessageBytes = 1 << 20
+
+    @Option(help: "Largest single WebSocket frame a client may send, in bytes.")
+    var maxFrameBytes: Int?
+
+    @Option(help: "Longest topic name or filter, in bytes.")
+    var maxTopicBytes = 256
+
+    @Option(help: "Subscriptions one connection may hold.")
+    var maxSubscriptions = 1_000
+
+    @Option(help: "Bytes queued for one connection before it is closed as a slow consumer (1008).")
+    var maxOutboundBytes = 1 << 20
+
+    @Option(help: "Seconds of silence before the broker pings a connection.")
+    var pingInterval = 30.0
+
+    @Option(help: "Seconds a ping may stay unanswered before the connection is closed.")
+    var pongTimeout = 10.0
+
+    @Option(help: "Seconds a graceful shutdown waits for clients to close.")
+    var shutdownGrace = 10.0
+
+    @Option(help: "Event loop threads (default: one per core).")
+    var threads: Int?
+
+    @Option(help: "Journal durability: 'normal' survives a crash of the broker process (kill -9); 'full' fsyncs every commit and survives power loss.")
+    var durability = "normal"
+
+    @Option(help: "Retained messages kept per topic.")
+    var retainMaxMessages = RetentionPolicy().maxMessagesPerTopic
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard (1...65535).contains(port) || port == 0 else { throw ValidationError("--port must be 0...65535") }
+        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard ["normal", "full"].contains(durability) else { throw ValidationError("--durability must be normal or full") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "broker")
+        FileDescriptorLimit.raiseToHardLimit(logger: logger)
+
+        var configuration = BrokerConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.echoPath = echoPath
+        configuration.maxMessageBytes = maxMessageBytes
+        configuration.maxFrameBytes = maxFrameBytes ?? maxMessageBytes
+        configuration.maxTopicBytes = maxTopicBytes
+        configuration.maxSubscriptionsPerConnection = maxSubscriptions
+        configuration.maxOutboundBytes = maxOutboundBytes
+        configuration.pingInterval = .nanoseconds(Int64(pingInterval * 1e9))
+        configuration.pongTimeout = .nanoseconds(Int64(pongTimeout * 1e9))
+        configuration.shutdownGracePeriod = .nanoseconds(Int64(shutdownGrace * 1e9))
+        if let threads { configuration.eventLoopThreads = threads }
+
+        var journalConfiguration = JournalConfiguration()
+        journalConfiguration.durability = durability == "full" ? .full : .normal
+        journalConfiguration.retention.maxMessagesPerTopic = retainMaxMessages
+
+        let journal: SQLiteJournal
+        do {
+            journal = try SQLiteJournal.open(directory: dataDir, configuration: journalConfiguration, logger: logger)
+        } catch {
+            Self.fail(error)
+        }
+        logger.info("journal open", metadata: ["directory": "\(dataDir)", "epoch": "\(journal.epoch)"])
+
+        let server = BrokerServer(configuration: configuration, journal: journal, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: JournalService(journal: journal)),
+                    .init(service: server),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch let error as IOError {
+            FileHandle.standardError.write(Data("broker: cannot listen on \(host):\(port): \(error)\n".utf8))
+            await journal.close()
+            throw ExitCode(ExitCodes.cannotListen)
+        }
+    }
+
+    static func fail(_ error: any Error) -> Never {
+        let code: Int32
+        switch error as? JournalError {
+        case .locked?: code = ExitCodes.dataDirectoryLocked
+        default: code = ExitCodes.dataDirectoryUnusable
+        }
+        FileHandle.standardError.write(Data("broker: \(error)\n".utf8))
+        Foundation.exit(code)
+    }
+}
+
+/// Keeps the journal open while the broker serves and closes it (committing what is pending)
+/// after the listener has drained: the service group stops services in reverse order.
+struct JournalService: Service {
+    let journal: SQLiteJournal
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await journal.close()
+    }
+}

@@ -1,0 +1,171 @@
+import BrokerProtocol
+import NIOCore
+import NIOPosix
+
+/// A deliberately low-level WebSocket client for integration tests: it writes the upgrade
+/// request and every frame byte by byte, so tests can send what a real client library would
+/// refuse to (unmasked frames, bad opcodes, broken UTF-8, truncated binary publishes).
+final class RawWebSocketClient: @unchecked Sendable {
+    struct Frame: Equatable, CustomStringConvertible {
+        var fin: Bool
+        var rsv1: Bool
+        var opcode: UInt8
+        var payload: [UInt8]
+
+        var text: String { String(decoding: payload, as: UTF8.self) }
+        var closeCode: UInt16? {
+            guard opcode == 0x8, payload.count >= 2 else { return nil }
+            return UInt16(payload[0]) << 8 | UInt16(payload[1])
+        }
+        var description: String {
+            opcode == 0x1 ? "text(\(text))" : "frame(op: \(opcode), \(payload.count) bytes)"
+        }
+    }
+
+    enum ClientError: Error { case closed, timeout, handshake(String) }
+
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private var buffer = ByteBuffer()
+    private(set) var handshakeResponse = ""
+
+    private init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) {
+        self.channel = channel
+        self.inbound = channel.inbound.makeAsyncIterator()
+    }
+
+    /// Connects and performs the upgrade. `extraHeaders` lets tests offer extensions.
+    static func connect(port: Int, path: String = "/ws", extraHeaders: [String] = [], expectUpgrade: Bool = true) async throws -> RawWebSocketClient {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let client = RawWebSocketClient(channel: channel)
+        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        for header in extraHeaders { request += header + "\r\n" }
+        request += "\r\n"
+        try await channel.outbound.write(ByteBuffer(string: request))
+        try await client.readHandshake()
+        if expectUpgrade && !client.handshakeResponse.hasPrefix("HTTP/1.1 101") {
+            throw ClientError.handshake(client.handshakeResponse)
+        }
+        return client
+    }
+
+    private func readHandshake() async throws {
+        while true {
+            if let range = buffer.readableBytesView.firstRange(of: Array("\r\n\r\n".utf8)) {
+                let length = range.upperBound - buffer.readableBytesView.startIndex
+                handshakeResponse = buffer.readString(length: length) ?? ""
+                return
+            }
+            guard var chunk = try await inbound.next() else { throw ClientError.closed }
+            buffer.writeBuffer(&chunk)
+        }
+    }
+
+    // MARK: Sending
+
+    /// Writes one frame; masked with a fixed key unless `masked` is false.
+    func send(opcode: UInt8, payload: [UInt8], fin: Bool = true, rsv: UInt8 = 0, masked: Bool = true) async throws {
+        var frame = ByteBuffer()
+        frame.writeInteger(UInt8((fin ? 0x80 : 0) | (rsv << 4) | opcode))
+        let maskBit: UInt8 = masked ? 0x80 : 0
+        if payload.count < 126 {
+            frame.writeInteger(maskBit | UInt8(payload.count))
+        } else if payload.count <= 0xFFFF {
+            frame.writeInteger(maskBit | 126)
+            frame.writeInteger(UInt16(payload.count))
+        } else {
+            frame.writeInteger(maskBit | 127)
+            frame.writeInteger(UInt64(payload.count))
+        }
+        if masked {
+            let key: [UInt8] = [0x37, 0xFA, 0x21, 0x3D]
+            frame.writeBytes(key)
+            frame.writeBytes(payload.enumerated().map { $0.element ^ key[$0.offset % 4] })
+        } else {
+            frame.writeBytes(payload)
+        }
+        try await channel.outbound.write(frame)
+    }
+
+    func sendText(_ text: String) async throws {
+        try await send(opcode: 0x1, payload: Array(text.utf8))
+    }
+
+    func sendBinaryPublish(topic: String, payload: [UInt8], retain: Bool = false, ackID: UInt32? = nil) async throws {
+        var body = ByteBuffer()
+        BinaryCodec.encodePublish(topic: topic, payload: ByteBuffer(bytes: payload), retain: retain, ackID: ackID, into: &body)
+        try await send(opcode: 0x2, payload: Array(body.readableBytesView))
+    }
+
+    // MARK: Receiving
+
+    /// The next frame from the broker, or throws on timeout or close of the TCP connection.
+    func nextFrame(timeout: Duration = .seconds(5)) async throws -> Frame {
+        try await withThrowingTaskGroup(of: Frame?.self) { group in
+            group.addTask { try await self.readFrame() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let frame = try await group.next()! else { throw ClientError.timeout }
+            return frame
+        }
+    }
+
+    private func readFrame() async throws -> Frame {
+        while true {
+            if let frame = parseFrame() { return frame }
+            guard var chunk = try await inbound.next() else { throw ClientError.closed }
+            buffer.writeBuffer(&chunk)
+        }
+    }
+
+    private func parseFrame() -> Frame? {
+        var view = buffer
+        guard let first = view.readInteger(as: UInt8.self), let second = view.readInteger(as: UInt8.self) else { return nil }
+        var length = Int(second & 0x7F)
+        if length == 126 {
+            guard let extended = view.readInteger(as: UInt16.self) else { return nil }
+            length = Int(extended)
+        } else if length == 127 {
+            guard let extended = view.readInteger(as: UInt64.self) else { return nil }
+            length = Int(extended)
+        }
+        guard let payload = view.readBytes(length: length) else { return nil }
+        buffer = view
+        buffer.discardReadBytes()
+        return Frame(fin: first & 0x80 != 0, rsv1: first & 0x40 != 0, opcode: first & 0x0F, payload: payload)
+    }
+
+    /// The next text frame parsed as a broker message, skipping pings.
+    func nextMessage(timeout: Duration = .seconds(5)) async throws -> ServerMessage {
+        while true {
+            let frame = try await nextFrame(timeout: timeout)
+            switch frame.opcode {
+            case 0x9: continue
+            case 0x1: return try ServerMessage.parseText(ByteBuffer(bytes: frame.payload))
+            case 0x2: return .message(try BinaryCodec.decodeMessage(ByteBuffer(bytes: frame.payload)))
+            default: throw ClientError.handshake("unexpected frame \(frame)")
+            }
+        }
+    }
+
+    /// Reads until the broker's close frame and returns its code.
+    func expectClose(timeout: Duration = .seconds(5)) async throws -> UInt16? {
+        while true {
+            let frame = try await nextFrame(timeout: timeout)
+            if frame.opcode == 0x8 { return frame.closeCode }
+        }
+    }
+
+    func close() async {
+        try? await channel.channel.close()
+    }
+}
