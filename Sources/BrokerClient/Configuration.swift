@@ -1,0 +1,51 @@
+import BrokerProtocol
+
+extension BrokerClient {
+    /// Settings of a `BrokerClient`. Every field has a default suited to a service on a LAN.
+    public struct Configuration: Sendable {
+        /// How long a request (subscribe, unsubscribe, publish, ping) may take, including the wait
+        /// for a connection while the client is reconnecting, and how long `connect()` waits for
+        /// the broker's welcome.
+        public var requestTimeout: Duration = .seconds(10)
+        /// The reconnect schedule after a connection drops (0.1 s doubling to 10 s, with jitter).
+        public var backoff: Backoff = Backoff()
+        /// Offer permessage-deflate (RFC 7692) on the upgrade; the broker decides whether to use it.
+        public var compression: Bool = true
+        /// Largest message accepted from the broker, after decompression, and largest frame.
+        /// Must be at least the broker's `maxMessageBytes` (default 1 MiB).
+        public var maxMessageBytes: Int = 16 << 20
+        /// Messages a subscription buffers for a consumer that is slower than the broker.
+        /// When the buffer is full, newly arriving messages for that subscription are dropped
+        /// (the oldest buffered ones are kept, so order is preserved), counted in
+        /// `BrokerSubscription.droppedCount` and reported as `Event.dropped`.
+        public var subscriptionBufferSize: Int = 10_000
+        /// Interval of WebSocket pings that detect a dead connection (nil: none). A ping not
+        /// answered within the same interval closes the connection, which then reconnects.
+        public var keepAlive: Duration? = .seconds(30)
+        /// Bearer token sent as `Authorization: Bearer <token>` on the upgrade request.
+        public var token: String?
+        /// Called (on a client task; keep it short) for connection and subscription events.
+        public var onEvent: (@Sendable (Event) -> Void)?
+
+        public init() {}
+    }
+
+    /// Something that happened to the connection or a subscription, for logging and for
+    /// applications that must know about holes in their view of a topic.
+    public enum Event: Sendable {
+        /// A connection was established and the broker's welcome received.
+        case connected(Welcome)
+        /// The connection dropped (`reason` for people); the client will reconnect.
+        case disconnected(reason: String)
+        /// The client waits `delay` before reconnect attempt `attempt` (1-based).
+        case reconnecting(attempt: Int, delay: Duration)
+        /// A subscription could not be resumed without loss: the broker answered its resume with
+        /// `recovered: false` (messages were pruned, or the journal epoch changed). Messages that
+        /// follow are correct, but some in between are missing.
+        case gap(filter: String, since: UInt64?)
+        /// A subscription's buffer was full and `count` messages (in total so far) were dropped.
+        case dropped(filter: String, count: Int)
+        /// A subscription was ended by the broker's refusal to resubscribe it after a reconnect.
+        case subscriptionFailed(filter: String, error: BrokerClientError)
+    }
+}
