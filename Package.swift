@@ -93,6 +93,7 @@ let package = Package(
                 "BrokerClient",
                 "BrokerProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
