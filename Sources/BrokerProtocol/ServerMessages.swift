@@ -166,10 +166,13 @@ extension ServerMessage {
             }
             switch string("op") {
             case "welcome":
-                guard let protocolVersion = integer("protocol") else { return missing("protocol") }
+                // Numbers come from the network: never trap on one that does not fit in an Int.
+                guard let protocolVersion = integer("protocol").flatMap({ Int(exactly: $0) }) else {
+                    return missing("protocol")
+                }
                 return .success(.welcome(Welcome(
-                    protocolVersion: Int(protocolVersion), server: string("server") ?? "",
-                    session: string("session") ?? "", maxMessageBytes: Int(integer("maxMessageBytes") ?? 0),
+                    protocolVersion: protocolVersion, server: string("server") ?? "",
+                    session: string("session") ?? "", maxMessageBytes: Int(clamping: integer("maxMessageBytes") ?? 0),
                     epoch: string("epoch") ?? "")))
             case "subscribed":
                 return .success(.subscribed(topic: string("topic") ?? "", id: id(), recovered: bool("recovered")))
