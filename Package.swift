@@ -112,7 +112,7 @@ let package = Package(
             dependencies: [
                 "BrokerServer",
                 "BrokerJournal",
-                "BrokerClient",
+                "BrokerProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -66,8 +66,8 @@ import Testing
         #expect(single.receive(frame(.binary, [1, 2, 3, 4])) == .message(opcode: .binary, payload: ByteBuffer(bytes: [1, 2, 3, 4])))
     }
 
-    @Test(arguments: [
-        ([UInt8](), nil as UInt16?),
+    static let closeCases: [(payload: [UInt8], expected: UInt16?)] = [
+        ([], nil),
         ([0x03, 0xE8], nil),  // 1000
         ([0x0F, 0xA0], nil),  // 4000
         ([0x03], 1002),  // one byte
@@ -77,7 +77,9 @@ import Testing
         ([0x03, 0xE7], 1002),  // 999
         ([0x13, 0x88], 1002),  // 5000
         ([0x03, 0xE8, 0xC0, 0x80], 1007),  // reason not UTF-8
-    ])
+    ]
+
+    @Test(arguments: closeCases)
     func closeFrameValidation(payload: [UInt8], expected: UInt16?) {
         let outcome = CloseFrame.validate(ByteBuffer(bytes: payload))
         #expect(outcome.flatMap(failureCode) == expected)

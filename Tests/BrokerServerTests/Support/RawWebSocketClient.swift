@@ -24,30 +24,41 @@ final class RawWebSocketClient: @unchecked Sendable {
 
     enum ClientError: Error { case closed, timeout, handshake(String) }
 
-    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    /// Hands every inbound chunk to an AsyncStream; the test reads it at its own pace.
+    final class Collector: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let continuation: AsyncStream<ByteBuffer>.Continuation
+        init(_ continuation: AsyncStream<ByteBuffer>.Continuation) { self.continuation = continuation }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { continuation.yield(unwrapInboundIn(data)) }
+        func channelInactive(context: ChannelHandlerContext) { continuation.finish() }
+    }
+
+    let channel: any Channel
+    private var inbound: AsyncStream<ByteBuffer>.AsyncIterator
     private var buffer = ByteBuffer()
     private(set) var handshakeResponse = ""
 
-    private init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) {
+    private init(channel: any Channel, inbound: AsyncStream<ByteBuffer>) {
         self.channel = channel
-        self.inbound = channel.inbound.makeAsyncIterator()
+        self.inbound = inbound.makeAsyncIterator()
     }
 
     /// Connects and performs the upgrade. `extraHeaders` lets tests offer extensions.
     static func connect(port: Int, path: String = "/ws", extraHeaders: [String] = [], expectUpgrade: Bool = true) async throws -> RawWebSocketClient {
+        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try channel.pipeline.syncOperations.addHandler(Collector(continuation))
                 }
             }
-        let client = RawWebSocketClient(channel: channel)
+            .connect(host: "127.0.0.1", port: port).get()
+        let client = RawWebSocketClient(channel: channel, inbound: stream)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         for header in extraHeaders { request += header + "\r\n" }
         request += "\r\n"
-        try await channel.outbound.write(ByteBuffer(string: request))
+        try await channel.writeAndFlush(ByteBuffer(string: request))
         try await client.readHandshake()
         if expectUpgrade && !client.handshakeResponse.hasPrefix("HTTP/1.1 101") {
             throw ClientError.handshake(client.handshakeResponse)
@@ -62,7 +73,7 @@ final class RawWebSocketClient: @unchecked Sendable {
                 handshakeResponse = buffer.readString(length: length) ?? ""
                 return
             }
-            guard var chunk = try await inbound.next() else { throw ClientError.closed }
+            guard var chunk = await inbound.next() else { throw ClientError.closed }
             buffer.writeBuffer(&chunk)
         }
     }
@@ -90,7 +101,7 @@ final class RawWebSocketClient: @unchecked Sendable {
         } else {
             frame.writeBytes(payload)
         }
-        try await channel.outbound.write(frame)
+        try await channel.writeAndFlush(frame)
     }
 
     func sendText(_ text: String) async throws {
@@ -122,7 +133,7 @@ final class RawWebSocketClient: @unchecked Sendable {
     private func readFrame() async throws -> Frame {
         while true {
             if let frame = parseFrame() { return frame }
-            guard var chunk = try await inbound.next() else { throw ClientError.closed }
+            guard var chunk = await inbound.next() else { throw ClientError.closed }
             buffer.writeBuffer(&chunk)
         }
     }
@@ -166,6 +177,6 @@ final class RawWebSocketClient: @unchecked Sendable {
     }
 
     func close() async {
-        try? await channel.channel.close()
+        try? await channel.close()
     }
 }
