@@ -59,6 +59,7 @@ public final class SQLiteJournal: Journal {
         let lock = try DataDirectoryLock.acquire(directory: directory)
         let path = directory + "/journal.sqlite"
         try Schema.checkFile(at: path)
+        try Schema.inspect(at: path)
         let pool = try Schema.openPool(at: path, durability: configuration.durability)
         let meta: JournalMeta
         do {

@@ -94,11 +94,18 @@ enum Schema {
         }
     }
 
-    /// Refuses a database that is not ours or newer than ours, then applies pending migrations.
-    static func migrate(_ pool: DatabasePool, path: String) throws(JournalError) {
+    /// Refuses a database that is not a journal or is newer than ours. Reads through a read-only
+    /// connection, so nothing is written to a file that is refused (opening the pool would already
+    /// switch it to WAL).
+    static func inspect(at path: String) throws(JournalError) {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        guard size > 0 else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
         let migrator = Self.migrator
+        let refusal: String?
         do {
-            let refusal: String? = try pool.read { db in
+            refusal = try DatabaseQueue(path: path, configuration: configuration).read { db in
                 let tables = try String.fetchAll(db, sql: """
                     SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
                     """)
@@ -112,12 +119,18 @@ enum Schema {
                 }
                 return nil
             }
-            if let refusal { throw JournalError.unusable(refusal) }
-            try migrator.migrate(pool)
-        } catch let error as JournalError {
-            throw error
         } catch {
-            throw .unusable("cannot use \(path) as a journal: \(Self.reason(error))")
+            throw .unusable("cannot read \(path) as a journal: \(Self.reason(error))")
+        }
+        if let refusal { throw .unusable(refusal) }
+    }
+
+    /// Applies pending migrations (creating the schema and epoch of a new journal).
+    static func migrate(_ pool: DatabasePool, path: String) throws(JournalError) {
+        do {
+            try migrator.migrate(pool)
+        } catch {
+            throw .unusable("cannot migrate \(path): \(Self.reason(error))")
         }
     }
 

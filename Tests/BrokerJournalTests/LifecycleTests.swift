@@ -1,0 +1,123 @@
+import BrokerJournal
+import Foundation
+import GRDB
+import Testing
+
+/// Reopening, locking and refusing files that are not ours.
+@Suite struct LifecycleTests {
+    @Test func offsetsAndEpochSurviveReopen() async throws {
+        let directory = makeTemporaryDirectory()
+        var journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        let epoch = journal.epoch
+        #expect(epoch.count == 16)
+        for expected in UInt64(1)...5 {
+            #expect(try await journal.append("a/\(expected)", "v\(expected)") == expected)
+        }
+        await journal.close()
+
+        journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        #expect(journal.epoch == epoch)
+        #expect(await journal.snapshot() == 5)
+        #expect(try await journal.replayAll("a/+", .since(0)).map(\.text) == ["v1", "v2", "v3", "v4", "v5"])
+        #expect(try await journal.append("a/1", "v6") == 6)
+        await journal.close()
+    }
+
+    @Test func offsetsAreNotReusedAfterEverythingWasRemoved() async throws {
+        let directory = makeTemporaryDirectory()
+        var journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        for _ in 0..<10 { _ = try await journal.append("t", "x") }
+        #expect(try await journal.clear(filter: "#", on: loop).get() == 10)
+        #expect(try await journal.stats().messages == 0)
+        await journal.close()
+
+        journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        #expect(try await journal.append("t", "y") == 11)
+        await journal.close()
+
+        // And after retention removed everything.
+        let tiny = JournalConfiguration(retention: RetentionPolicy(maxMessagesPerTopic: 0), pruneInterval: .milliseconds(1))
+        journal = try SQLiteJournal.open(directory: directory, configuration: tiny, logger: quietLogger)
+        #expect(try await journal.append("t", "z") == 12)
+        #expect(try await eventually { try await journal.stats().messages == 0 })
+        await journal.close()
+        journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        #expect(try await journal.append("t", "w") == 13)
+        await journal.close()
+    }
+
+    @Test func secondOpenOfTheSameDirectoryIsRefused() async throws {
+        let directory = makeTemporaryDirectory()
+        let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        #expect(throws: JournalError.locked(path: directory)) {
+            _ = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        }
+        await journal.close()
+        let again = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        await again.close()
+    }
+
+    @Test func createsAMissingDirectory() async throws {
+        let directory = makeTemporaryDirectory() + "/nested/data"
+        let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        #expect(FileManager.default.fileExists(atPath: directory + "/journal.sqlite"))
+        await journal.close()
+    }
+
+    @Test func garbageFileIsRefusedAndLeftUntouched() throws {
+        let directory = makeTemporaryDirectory()
+        let path = directory + "/journal.sqlite"
+        let garbage = Data((0..<4_096).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try garbage.write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+            Issue.record("opened a garbage file")
+        } catch {
+            guard case .unusable(let reason) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(reason.contains("not a SQLite database"))
+            #expect(!reason.contains("\n"))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == garbage)
+        #expect(!FileManager.default.fileExists(atPath: path + "-wal"))
+    }
+
+    @Test func foreignSQLiteDatabaseIsRefused() throws {
+        let directory = makeTemporaryDirectory()
+        let path = directory + "/journal.sqlite"
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(throws: JournalError.self) { _ = try SQLiteJournal.open(directory: directory, logger: quietLogger) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+    }
+
+    @Test func newerSchemaIsRefused() async throws {
+        let directory = makeTemporaryDirectory()
+        let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        _ = try await journal.append("t", "x")
+        await journal.close()
+        try await DatabaseQueue(path: directory + "/journal.sqlite").write { db in
+            try db.execute(sql: "UPDATE meta SET schema_version = 99")
+        }
+        do {
+            _ = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+            Issue.record("opened a newer schema")
+        } catch {
+            guard case .unusable(let reason) = error else { Issue.record("unexpected \(error)"); return }
+            #expect(reason.contains("newer"))
+        }
+        // A migration this build does not know is refused the same way.
+        try await DatabaseQueue(path: directory + "/journal.sqlite").write { db in
+            try db.execute(sql: "UPDATE meta SET schema_version = 1")
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v2')")
+        }
+        #expect(throws: JournalError.self) { _ = try SQLiteJournal.open(directory: directory, logger: quietLogger) }
+    }
+
+    @Test func unreadableDirectoryIsRefused() throws {
+        let file = makeTemporaryDirectory() + "/not-a-directory"
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        #expect(throws: JournalError.self) { _ = try SQLiteJournal.open(directory: file, logger: quietLogger) }
+    }
+}
