@@ -26,7 +26,7 @@ struct BrokerCLI: AsyncParsableCommand {
             Errors are printed as one line on stderr, e.g.
               broker-cli: cannot connect to ws://127.0.0.1:8080/ws: connection refused
             """,
-        subcommands: [Subscribe.self, Publish.self])
+        subcommands: [Subscribe.self, Publish.self, Ping.self])
 
     static let defaultURL = "ws://127.0.0.1:8080/ws"
 
