@@ -16,14 +16,9 @@ extension BrokerClient {
         while true {
             var failure: (any Error)?
             var closeFrame: WebSocketCloseFrame?
-            do {
-                closeFrame = try await WebSocketClient.connect(
-                    url: url, configuration: webSocketConfiguration, logger: logger
-                ) { inbound, outbound, _ in
-                    try await self.runConnection(inbound: inbound, outbound: outbound)
-                }
-            } catch {
-                failure = error
+            switch await attemptConnection() {
+            case .success(let frame): closeFrame = frame
+            case .failure(let error): failure = error
             }
             let reason = failure.map(Self.describe) ?? closeFrame.map(Self.describe) ?? "connection closed"
             guard let wasConnected = connectionEnded(failure: failure, reason: reason) else { return }
@@ -39,6 +34,37 @@ extension BrokerClient {
             configuration.onEvent?(.reconnecting(attempt: attempt, delay: delay))
             try? await Task.sleep(for: delay)
             if Task.isCancelled || state.withLockedValue({ $0.isClosed }) { return }
+        }
+    }
+
+    /// Runs one connection attempt to its end. Gives up (with `.timeout`) if no welcome arrived
+    /// within the request timeout, even when the TCP connect or the upgrade stalls.
+    private func attemptConnection() async -> Result<WebSocketCloseFrame?, any Error> {
+        let attempt = ConnectAttempt()
+        let timeout = configuration.requestTimeout
+        return await withCheckedContinuation { continuation in
+            let once = ResumeOnce<Result<WebSocketCloseFrame?, any Error>>(continuation)
+            let connectTask = Task {
+                do {
+                    let frame = try await WebSocketClient.connect(
+                        url: self.url, configuration: self.webSocketConfiguration, logger: self.logger
+                    ) { inbound, outbound, _ in
+                        if attempt.isAbandoned { return }
+                        try await self.runConnection(inbound: inbound, outbound: outbound, attempt: attempt)
+                    }
+                    once.resume(.success(frame))
+                } catch {
+                    once.resume(.failure(error))
+                }
+            }
+            state.withLockedValue { $0.connectTask = connectTask }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if attempt.abandonIfNotWelcomed() {
+                    connectTask.cancel()
+                    once.resume(.failure(BrokerClientError.timeout))
+                }
+            }
         }
     }
 
@@ -61,7 +87,7 @@ extension BrokerClient {
 
     /// One connection: a reader (this task's child), a single writer draining the connection's
     /// queue, and a watchdog that gives up if no welcome arrives within the request timeout.
-    func runConnection(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+    func runConnection(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, attempt: ConnectAttempt) async throws {
         let (queue, queueContinuation) = AsyncStream.makeStream(of: Connection.Outbound.self)
         let generation = state.withLockedValue { s -> UInt64 in
             s.generation += 1
@@ -113,6 +139,7 @@ extension BrokerClient {
                             guard welcome.protocolVersion == 1 else {
                                 throw BrokerClientError.protocolViolation("broker speaks protocol \(welcome.protocolVersion), not 1")
                             }
+                            guard attempt.markWelcomed() else { throw BrokerClientError.timeout }
                             welcomed.withLockedValue { $0 = true }
                             self.established(connection, welcome: welcome)
                         }

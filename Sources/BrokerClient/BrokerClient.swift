@@ -188,7 +188,7 @@ public final class BrokerClient: Sendable {
     /// Closes the connection (WebSocket close 1000) and stops reconnecting. Pending requests throw
     /// `.closed`; subscriptions finish. Waits briefly for the closing handshake. Idempotent.
     public func close() async {
-        let taken = state.withLockedValue { s -> (Connection?, Task<Void, Never>?, [Waiter], [CheckedContinuation<Connection, any Error>], [CheckedContinuation<Welcome, any Error>], [SubscriptionEntry])? in
+        let taken = state.withLockedValue { s -> (Connection?, Task<Void, Never>?, Task<Void, Never>?, [Waiter], [CheckedContinuation<Connection, any Error>], [CheckedContinuation<Welcome, any Error>], [SubscriptionEntry])? in
             if s.isClosed { return nil }
             let connection = s.connection
             s.phase = .closed
@@ -197,27 +197,26 @@ public final class BrokerClient: Sendable {
                 s.connectWaiters.removeAll()
                 s.subscriptions.removeAll()
                 s.runTask = nil
+                s.connectTask = nil
             }
-            return (connection, s.runTask, s.requests.takeAll(), Array(s.connectionWaiters.values), s.connectWaiters,
+            return (connection, s.runTask, s.connectTask, s.requests.takeAll(), Array(s.connectionWaiters.values), s.connectWaiters,
                     Array(s.subscriptions.values))
         }
-        guard let (connection, runTask, requests, connectionWaiters, connectWaiters, subscriptions) = taken else { return }
+        guard let (connection, runTask, connectTask, requests, connectionWaiters, connectWaiters, subscriptions) = taken else { return }
         for waiter in requests { waiter.fail(BrokerClientError.closed) }
         for waiter in connectionWaiters { waiter.resume(throwing: BrokerClientError.closed) }
         for waiter in connectWaiters { waiter.resume(throwing: BrokerClientError.closed) }
         for entry in subscriptions { entry.continuation.finish() }
         guard let runTask else { return }
-        if let connection, connection.send(.close) {
-            // Give the closing handshake a moment, then stop whatever is left.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await runTask.value }
-                group.addTask { try? await Task.sleep(for: .seconds(2)) }
-                await group.next()
-                runTask.cancel()
-            }
-        } else {
+        if let connection { connection.send(.close) }
+        // Give the closing handshake a moment, then stop whatever is left.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await runTask.value }
+            group.addTask { try? await Task.sleep(for: .seconds(2)) }
+            await group.next()
             runTask.cancel()
-            await runTask.value
+            connectTask?.cancel()
+            group.cancelAll()
         }
     }
 }

@@ -66,6 +66,8 @@ struct ClientState: Sendable {
     var everConnected = false
     var generation: UInt64 = 0
     var runTask: Task<Void, Never>?
+    /// The task of the current connection attempt (cancelled by `close()`).
+    var connectTask: Task<Void, Never>?
     /// `connect()` calls waiting for the first welcome.
     var connectWaiters: [CheckedContinuation<Welcome, any Error>] = []
     /// Requests waiting for a connection (while reconnecting), by token.
