@@ -172,6 +172,7 @@ extension BrokerClient {
             for localID in s.subscriptions.keys.sorted() {
                 guard var entry = s.subscriptions[localID], entry.active else { continue }
                 let request = entry.resume.resubscribeRequest(currentEpoch: welcome.epoch)
+                entry.sentSince = request.since
                 s.subscriptions[localID] = entry
                 let id = s.requests.register(.subscribe(localID: localID, nil))
                 connection.send(.text(RequestEncoder.subscribe(id: id, request)))
@@ -252,7 +253,7 @@ extension BrokerClient {
             s.subscriptions[localID] = entry
             guard recovered == false else { return (waiter, nil) }
             entry.counters.box.withLockedValue { $0.gaps += 1 }
-            return (waiter, (entry.resume.filter, entry.resume.resumeSince))
+            return (waiter, (entry.resume.filter, entry.sentSince))
         }
         if let (filter, since) = gap {
             logger.info("subscription \(filter) resumed with a gap (recovered: false)")

@@ -110,6 +110,7 @@ public final class BrokerClient: Sendable {
             let reply = try await request(deadline: deadline, subscription: localID) { s, id in
                 guard var entry = s.subscriptions[localID] else { return .failure(.closed) }
                 entry.resume.begin(currentEpoch: s.welcome?.epoch)
+                entry.sentSince = entry.resume.initialSince
                 s.subscriptions[localID] = entry
                 return .success(.text(RequestEncoder.subscribe(id: id, entry.resume.initialRequest)))
             }

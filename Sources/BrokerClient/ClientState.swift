@@ -46,6 +46,8 @@ struct SubscriptionEntry: Sendable {
     let counters: BrokerSubscription.Counters
     /// Confirmed by the broker at least once, so resubscribed after a reconnect.
     var active = false
+    /// The `since` of the last subscribe sent (reported with a gap).
+    var sentSince: UInt64?
 }
 
 /// Everything mutable in a `BrokerClient`, behind one lock.

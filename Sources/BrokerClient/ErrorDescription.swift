@@ -38,11 +38,7 @@ extension BrokerClient {
 
     /// Describes the broker's close frame, e.g. "closed by the broker (1008 slow consumer)".
     static func describe(_ frame: WebSocketCloseFrame) -> String {
-        let code: String
-        switch frame.closeCode {
-        case .unknown(let value): code = String(value)
-        default: code = "\(frame.closeCode)"
-        }
+        let code = UInt16(webSocketErrorCode: frame.closeCode)
         if let reason = frame.reason, !reason.isEmpty { return "closed by the broker (\(code) \(reason))" }
         return "closed by the broker (\(code))"
     }
