@@ -14,7 +14,8 @@ struct ReplayJob {
     var upTo: UInt64 = 0
     /// Offset of the last record replayed (the next page starts after it).
     var cursor: UInt64 = 0
-    var cancelled = false
+    /// Every record is written; the hand-over waits for the socket to drain below the limit.
+    var draining = false
 
     init(filter: String, id: RequestID?, selection: ReplaySelection, recovered: Bool?) {
         self.filter = filter
@@ -27,7 +28,7 @@ struct ReplayJob {
 
 /// Replay and live delivery meet without gap or duplicate this way:
 /// 1. the subscription is registered first, and from then on live messages for this connection
-///    are held back;
+///    are held back (and later requests wait, so replies keep the order of requests);
 /// 2. the journal snapshot is taken in order with its append completions, so by the time its
 ///    high-water mark H reaches this loop, every retained message up to H has already reached
 ///    this loop (and was held back) and every later one arrives after;
@@ -35,35 +36,31 @@ struct ReplayJob {
 /// 4. then the held-back messages are written, except retained ones up to H that the replayed
 ///    filter covers (the replay was their delivery) and no other filter of this connection wants.
 extension WebSocketConnection {
-    func startReplay() {
-        guard state == .open, let job = replays.first else { return }
+    func startReplay(_ job: ReplayJob) {
+        guard state == .open else { return }
+        replay = job
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         let eventLoop = self.eventLoop
-        let filter = job.filter
         broker.journal.snapshot { highWater in
-            eventLoop.execute { connection.value.replaySnapshotTaken(highWater, filter: filter) }
+            eventLoop.execute { connection.value.replaySnapshotTaken(highWater) }
         }
     }
 
-    private func replaySnapshotTaken(_ highWater: UInt64, filter: String) {
-        guard state == .open, var job = replays.first, job.filter == filter else { return }
-        if job.cancelled {
-            finishReplay()
-            return
-        }
+    private func replaySnapshotTaken(_ highWater: UInt64) {
+        guard state == .open, var job = replay else { return }
         job.upTo = highWater
-        replays[0] = job
-        if job.recovered == nil, case .since(let since) = job.selection {
-            broker.journal.prunedAfter(since, filter: filter, on: eventLoop).assumeIsolated().whenComplete { result in
-                guard self.state == .open, var job = self.replays.first, job.filter == filter else { return }
-                job.recovered = (try? result.get()).map { !$0 } ?? false
-                self.replays[0] = job
-                self.sendSubscribed(job)
-                self.readNextReplayPage()
-            }
-        } else {
+        replay = job
+        guard job.recovered == nil, case .since(let since) = job.selection else {
             sendSubscribed(job)
             readNextReplayPage()
+            return
+        }
+        broker.journal.prunedAfter(since, filter: job.filter, on: eventLoop).assumeIsolated().whenComplete { result in
+            guard self.state == .open, var job = self.replay else { return }
+            job.recovered = (try? result.get()).map { !$0 } ?? false
+            self.replay = job
+            self.sendSubscribed(job)
+            self.readNextReplayPage()
         }
     }
 
@@ -73,24 +70,20 @@ extension WebSocketConnection {
     }
 
     func readNextReplayPage() {
-        guard state == .open, let job = replays.first else { return }
-        if job.cancelled {
-            finishReplay()
-            return
-        }
+        guard state == .open, let job = replay else { return }
         let query = ReplayQuery(
             filter: job.filter, selection: job.selection, after: job.cursor, upTo: job.upTo,
             limit: broker.configuration.replayPageSize)
         broker.journal.replayPage(query, on: eventLoop).assumeIsolated().whenComplete { result in
-            self.replayPageRead(result, filter: job.filter)
+            self.replayPageRead(result)
         }
     }
 
-    private func replayPageRead(_ result: Result<ReplayPage, any Error>, filter: String) {
-        guard state == .open, var job = replays.first, job.filter == filter else { return }
+    private func replayPageRead(_ result: Result<ReplayPage, any Error>) {
+        guard state == .open, var job = replay else { return }
         switch result {
         case .failure(let error):
-            broker.logger.error("replay failed", metadata: ["session": "\(sessionID)", "filter": "\(filter)", "error": "\(error)"])
+            broker.logger.error("replay failed", metadata: ["session": "\(sessionID)", "filter": "\(job.filter)", "error": "\(error)"])
             sendError(RequestError(.internal, "replay of retained messages failed", id: job.id))
             finishReplay()
         case .success(let page):
@@ -100,8 +93,8 @@ extension WebSocketConnection {
                     offset: record.offset, replay: true, allocator: allocator))
                 job.cursor = record.offset
             }
-            replays[0] = job
-            if page.isLast || page.records.isEmpty || job.cancelled {
+            replay = job
+            if page.isLast || page.records.isEmpty {
                 finishReplay()
             } else if context.channel.isWritable {
                 readNextReplayPage()
@@ -112,47 +105,31 @@ extension WebSocketConnection {
         }
     }
 
-    /// Ends the running replay, releases what was held back and starts the next replay.
-    private func finishReplay() {
-        guard let job = replays.popFirst() else { return }
+    /// Ends the replay, releases what was held back and serves the requests that waited. If the
+    /// replay left more than the send limit queued, the hand-over waits until it drains (live
+    /// messages stay held back meanwhile, within the same limit).
+    func finishReplay() {
+        guard var job = replay else { return }
+        if !context.channel.isWritable {
+            job.draining = true
+            replay = job
+            flushIfNeeded()
+            return
+        }
+        replay = nil
         replayAwaitsWritability = false
-        if replays.isEmpty {
-            let held = heldBack
-            heldBack.removeAll()
-            heldBackBytes = 0
-            for message in held {
-                if let offset = message.offset, offset <= job.upTo, !job.cancelled,
-                    Topic.matches(filter: job.filter, name: message.topic),
-                    !matchesOtherFilter(message.topic, excluding: job.filter)
-                {
-                    continue  // delivered by the replay
-                }
-                write(message.frame)
+        let held = heldBack
+        heldBack.removeAll()
+        heldBackBytes = 0
+        for message in held {
+            if let offset = message.offset, offset <= job.upTo,
+                Topic.matches(filter: job.filter, name: message.topic),
+                !matchesOtherFilter(message.topic, excluding: job.filter)
+            {
+                continue  // delivered by the replay
             }
-        } else {
-            // The next replay keeps holding back; drop only what this one covered.
-            heldBack.removeAll { message in
-                guard let offset = message.offset, offset <= job.upTo, !job.cancelled else { return false }
-                return Topic.matches(filter: job.filter, name: message.topic)
-                    && !matchesOtherFilter(message.topic, excluding: job.filter)
-            }
-            heldBackBytes = heldBack.reduce(0) { $0 + $1.frame.readableBytes }
-            startReplay()
+            write(message.frame)
         }
-        if !context.channel.isWritable, state == .open, replays.isEmpty {
-            close(code: 1008, reason: "slow consumer")
-        }
-    }
-
-    func cancelReplays(of filter: String) {
-        for index in replays.indices where replays[index].filter == filter {
-            replays[index].cancelled = true
-        }
-        // Queued ones that never started can go at once; the running one ends at its next step.
-        if replays.count > 1 {
-            let running = replays.removeFirst()
-            replays.removeAll { $0.cancelled }
-            replays.prepend(running)
-        }
+        serveDeferredRequests()
     }
 }

@@ -2,15 +2,34 @@ import BrokerJournal
 import BrokerProtocol
 import NIOCore
 
-/// A publish held back behind an uncommitted retained publish of the same connection.
-enum QueuedPublish {
-    /// A retained publish waiting for its journal commit; `id` is acked then.
-    case retained(id: RequestID?)
-    /// A live publish to fan out once everything before it has gone.
-    case live(OutboundMessage, id: RequestID?)
-}
-
 extension WebSocketConnection {
+    /// Most requests a replay may hold back before the connection stops reading from its socket.
+    static let maxDeferredRequests = 1_024
+
+    func serve(_ parsed: Result<ControlRequest, RequestError>) {
+        switch parsed {
+        case .success(let request): handle(request)
+        case .failure(let error): sendError(error)
+        }
+    }
+
+    func deferRequest(_ parsed: Result<ControlRequest, RequestError>) {
+        deferredRequests.append(parsed)
+        if deferredRequests.count == Self.maxDeferredRequests {
+            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+        }
+    }
+
+    /// Serves the requests a replay held back, until one of them starts another replay.
+    func serveDeferredRequests() {
+        while replay == nil, state == .open, let next = deferredRequests.popFirst() {
+            serve(next)
+        }
+        if deferredRequests.count < Self.maxDeferredRequests, state == .open {
+            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        }
+    }
+
     func handle(_ request: ControlRequest) {
         switch request.request {
         case .ping:
@@ -27,48 +46,46 @@ extension WebSocketConnection {
     // MARK: Publish
 
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
-        guard retain else {
-            let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
-            if publishQueue.isEmpty {
-                broker.fanOut(message)
-                if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
-            } else {
-                publishQueue.append(.live(message, id: id))
-            }
-            return
-        }
-        publishQueue.append(.retained(id: id))
-        // The journal runs the completion on its writer, in offset order: fan out from there so
-        // every loop receives retained messages in offset order, then report back to this loop.
         let broker = self.broker
         let allocator = self.allocator
         let eventLoop = self.eventLoop
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
-        let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
-        broker.journal.append(entry) { result in
-            if case .success(let offset) = result {
-                broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
+        if retain {
+            // The journal runs completions on its writer, in the order requested: fan out from
+            // there so every loop receives retained messages in offset order, then report back.
+            journalRequestsInFlight += 1
+            let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
+            broker.journal.append(entry) { result in
+                if case .success(let offset) = result {
+                    broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
+                }
+                eventLoop.execute { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) }
             }
-            eventLoop.execute { connection.value.retainedPublishCompleted(result) }
+            return
+        }
+        let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
+        guard journalRequestsInFlight > 0 else {
+            broker.fanOut(message)
+            if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
+            return
+        }
+        // A retained publish of ours is still being committed: queue behind it on the writer.
+        journalRequestsInFlight += 1
+        broker.journal.snapshot { _ in
+            broker.fanOut(message)
+            eventLoop.execute { connection.value.journalRequestCompleted(.success(nil), id: id) }
         }
     }
 
-    private func retainedPublishCompleted(_ result: Result<UInt64, JournalError>) {
-        guard case .retained(let id)? = publishQueue.popFirst() else {
-            assertionFailure("journal completion without a queued retained publish")
-            return
-        }
+    /// A publish that went through the journal writer has been fanned out (or failed).
+    private func journalRequestCompleted(_ result: Result<UInt64?, JournalError>, id: RequestID?) {
+        journalRequestsInFlight -= 1
         switch result {
         case .success(let offset):
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: offset, into: &$0) } }
         case .failure(let error):
             broker.logger.error("journal append failed", metadata: ["session": "\(sessionID)", "error": "\(error)"])
             sendError(RequestError(.internal, "the message could not be stored", id: id))
-        }
-        while case .live(let message, let id)? = publishQueue.first {
-            publishQueue.removeFirst()
-            broker.fanOut(message)
-            if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
         }
     }
 
@@ -106,14 +123,12 @@ extension WebSocketConnection {
             sendControl { ServerMessageEncoder.subscribed(topic: filter, id: id, recovered: recovered, into: &$0) }
             return
         }
-        replays.append(ReplayJob(filter: filter, id: id, selection: selection, recovered: recovered))
-        if replays.count == 1 { startReplay() }
+        startReplay(ReplayJob(filter: filter, id: id, selection: selection, recovered: recovered))
     }
 
     func unsubscribe(_ filter: String, id: RequestID?) {
         if filters.remove(filter) != nil {
             shard.unsubscribe(self, from: filter)
-            cancelReplays(of: filter)
         }
         sendControl { ServerMessageEncoder.unsubscribed(topic: filter, id: id, into: &$0) }
     }

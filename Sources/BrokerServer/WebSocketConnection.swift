@@ -51,12 +51,16 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// Filters this connection subscribes to.
     var filters: Set<String> = []
 
-    /// Publishes waiting behind a retained publish that the journal has not committed yet, so
-    /// that one connection's messages reach subscribers in the order it sent them.
-    var publishQueue = Deque<QueuedPublish>()
+    /// Publishes of this connection handed to the journal writer and not yet completed. While
+    /// any is outstanding, live publishes are sequenced through the writer too, so that one
+    /// connection's messages reach subscribers in the order it sent them.
+    var journalRequestsInFlight = 0
 
-    /// Subscriptions whose replay has not finished, the first one running.
-    var replays = Deque<ReplayJob>()
+    /// The subscription whose retained messages are being replayed, if any.
+    var replay: ReplayJob?
+    /// Requests that arrived during a replay; served in order once it ends, so that replies keep
+    /// the order of requests (a `ping` after a `subscribe` is answered after its replay).
+    var deferredRequests = Deque<Result<ControlRequest, RequestError>>()
     /// Live messages held back while a replay runs, and their size.
     var heldBack: [OutboundMessage] = []
     var heldBackBytes = 0
@@ -98,7 +102,8 @@ final class WebSocketConnection: ChannelInboundHandler {
         closeTimer?.cancel()
         for filter in filters { shard.unsubscribe(self, from: filter) }
         filters.removeAll()
-        replays.removeAll()
+        replay = nil
+        deferredRequests.removeAll()
         heldBack.removeAll()
         shard.remove(self)
         broker.logger.info("connection closed", metadata: [
@@ -135,12 +140,14 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
-        if !writable, state == .open, replays.isEmpty {
+        if !writable, state == .open, replay == nil {
             broker.logger.info("closing slow consumer", metadata: ["session": "\(sessionID)"])
             close(code: 1008, reason: "slow consumer")
         } else if writable, replayAwaitsWritability {
             replayAwaitsWritability = false
             readNextReplayPage()
+        } else if writable, replay?.draining == true {
+            finishReplay()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -168,9 +175,10 @@ final class WebSocketConnection: ChannelInboundHandler {
             opcode == .text
             ? ControlRequest.parseText(payload, limits: broker.requestLimits)
             : BinaryCodec.decodePublish(payload, limits: broker.requestLimits)
-        switch parsed {
-        case .success(let request): handle(request)
-        case .failure(let error): sendError(error)
+        if replay == nil {
+            serve(parsed)
+        } else {
+            deferRequest(parsed)
         }
     }
 
@@ -229,7 +237,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// A message for this connection from the shard.
     func deliver(_ message: OutboundMessage) {
         guard state == .open else { return }
-        if replays.isEmpty {
+        if replay == nil {
             write(message.frame)
             return
         }
@@ -248,7 +256,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     func close(code: UInt16, reason: String) {
         guard state == .open else { return }
         state = .closing
-        replays.removeAll()
+        replay = nil
+        deferredRequests.removeAll()
         heldBack.removeAll()
         heldBackBytes = 0
         write(ServerFrame.close(code: code, reason: reason, allocator: allocator))

@@ -1,0 +1,145 @@
+import BrokerJournal
+import BrokerProtocol
+import Foundation
+import NIOCore
+import Testing
+
+@testable import BrokerServer
+
+/// Fan-out at scale, flow control and lifecycle, over real sockets.
+@Suite(.serialized) struct DeliveryIntegrationTests {
+    func subscribe(_ client: RawWebSocketClient, _ filter: String, extra: String = #","history":0"#) async throws {
+        try await client.sendText(#"{"op":"subscribe","topic":"\#(filter)"\#(extra)}"#)
+        guard case .subscribed = try await client.nextMessage() else {
+            throw RawWebSocketClient.ClientError.handshake("not subscribed")
+        }
+    }
+
+    @Test func thousandConcurrentSubscribersEachGetOneCopy() async throws {
+        FileDescriptorLimit.raiseToHardLimit()
+        try await TestBroker.with { broker in
+            var clients: [RawWebSocketClient] = []
+            for _ in 0..<1000 {
+                let client = try await broker.client()
+                try await subscribe(client, "fan/#")
+                clients.append(client)
+            }
+            #expect(await broker.server.openConnections() == 1000)
+            let publisher = clients[0]
+            for n in 0..<3 {
+                try await publisher.sendText(#"{"op":"publish","topic":"fan/out","data":\#(n)}"#)
+            }
+            try await withThrowingTaskGroup(of: [String].self) { group in
+                for client in clients {
+                    group.addTask {
+                        var seen: [String] = []
+                        for _ in 0..<3 {
+                            guard case .message(let delivery) = try await client.nextMessage() else { continue }
+                            seen.append(String(buffer: delivery.payload))
+                        }
+                        return seen
+                    }
+                }
+                for try await seen in group { #expect(seen == ["0", "1", "2"]) }
+            }
+            // Nothing more arrives: a ping is answered next.
+            try await clients[1].sendText(#"{"op":"ping","id":1}"#)
+            guard case .pong = try await clients[1].nextMessage() else {
+                Issue.record("an extra message arrived")
+                return
+            }
+            for client in clients { await client.close() }
+        }
+    }
+
+    @Test func slowConsumerIsClosedWith1008WhileOthersKeepReceiving() async throws {
+        try await TestBroker.with(configure: { $0.maxOutboundBytes = 64 * 1024 }) { broker in
+            let slow = try await broker.client()
+            let healthy = try await broker.client()
+            let publisher = try await broker.client()
+            try await subscribe(slow, "load")
+            try await subscribe(healthy, "load")
+            // The slow consumer stops reading: its socket buffers fill, then the broker's queue.
+            try await slow.channel.setOption(.autoRead, value: false).get()
+
+            let payload = String(repeating: "x", count: 8 * 1024)
+            let count = 2_000  // 16 MiB: more than the kernel buffers and the 64 KiB limit together
+            let reader = Task {
+                var received = 0
+                while received < count {
+                    if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
+                }
+                return received
+            }
+            for n in 0..<count {
+                try await publisher.sendText(#"{"op":"publish","topic":"load","data":"\#(n)\#(payload)"}"#)
+            }
+            #expect(try await reader.value == count)
+
+            try await slow.channel.setOption(.autoRead, value: true).get()
+            slow.channel.read()
+            #expect(try await slow.expectClose(timeout: .seconds(20)) == 1008)
+            for client in [slow, healthy, publisher] { await client.close() }
+        }
+    }
+
+    @Test func gracefulShutdownClosesClientsWith1001() async throws {
+        let broker = try await TestBroker.start()
+        let port = broker.port
+        let client = try await broker.client()
+        try await subscribe(client, "x")
+        let stopping = Task { await broker.stop() }
+        #expect(try await client.expectClose() == 1001)
+        await client.close()
+        await stopping.value
+        await #expect(throws: (any Error).self) {
+            _ = try await RawWebSocketClient.connect(port: port)
+        }
+    }
+
+    @Test func unansweredPingsCloseTheConnection() async throws {
+        try await TestBroker.with(configure: {
+            $0.pingInterval = .milliseconds(100)
+            $0.pongTimeout = .milliseconds(100)
+        }) { broker in
+            let client = try await broker.client()
+            let ping = try await client.nextFrame(timeout: .seconds(3))
+            #expect(ping.opcode == 0x9)
+            // No pong: the broker gives up.
+            #expect(try await client.expectClose(timeout: .seconds(3)) == 1001)
+            await client.close()
+        }
+    }
+
+    @Test func answeredPingsKeepTheConnection() async throws {
+        try await TestBroker.with(configure: {
+            $0.pingInterval = .milliseconds(100)
+            $0.pongTimeout = .milliseconds(150)
+        }) { broker in
+            let client = try await broker.client()
+            for _ in 0..<4 {
+                let frame = try await client.nextFrame(timeout: .seconds(3))
+                #expect(frame.opcode == 0x9)
+                try await client.send(opcode: 0xA, payload: frame.payload)
+            }
+            #expect(await broker.server.openConnections() == 1)
+            await client.close()
+        }
+    }
+
+    @Test func echoEndpointIsOffByDefaultAndEchoesWhenEnabled() async throws {
+        try await TestBroker.with { broker in
+            let refused = try await RawWebSocketClient.connect(port: broker.port, path: "/echo", expectUpgrade: false)
+            #expect(refused.handshakeResponse.hasPrefix("HTTP/1.1 404"))
+            await refused.close()
+        }
+        try await TestBroker.with(configure: { $0.echoPath = "/echo" }) { broker in
+            let client = try await RawWebSocketClient.connect(port: broker.port, path: "/echo")
+            try await client.send(opcode: 0x2, payload: [1, 2, 3], fin: false)
+            try await client.send(opcode: 0x0, payload: [4])
+            let frame = try await client.nextFrame()
+            #expect(frame.opcode == 0x2 && frame.payload == [1, 2, 3, 4])
+            await client.close()
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import BrokerJournal
+import BrokerProtocol
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+@testable import BrokerServer
+
+/// Retained messages end to end: the real broker on the SQLite journal in a temporary directory.
+@Suite(.serialized) struct RetainedIntegrationTests {
+    static func openJournal(_ directory: String, maxPerTopic: Int = 1_000) throws -> SQLiteJournal {
+        var configuration = JournalConfiguration()
+        configuration.retention.maxMessagesPerTopic = maxPerTopic
+        var logger = Logger(label: "test-journal")
+        logger.logLevel = .warning
+        return try SQLiteJournal.open(directory: directory, configuration: configuration, logger: logger)
+    }
+
+    static func temporaryDirectory() -> String {
+        NSTemporaryDirectory() + "broker-test-\(UUID().uuidString)"
+    }
+
+    func publishRetained(_ client: RawWebSocketClient, _ topic: String, _ data: String, id: Int) async throws -> UInt64 {
+        try await client.sendText(#"{"op":"publish","topic":"\#(topic)","data":\#(data),"retain":true,"id":\#(id)}"#)
+        while true {
+            switch try await client.nextMessage() {
+            case .ack(_, let offset?): return offset
+            case .error(let code, let message, _): throw RawWebSocketClient.ClientError.handshake("\(code): \(message)")
+            default: continue
+            }
+        }
+    }
+
+    /// Subscribes and collects the `subscribed` reply and the replayed messages (until a ping
+    /// sent after the subscribe is answered, which comes after the replay).
+    func subscribe(_ client: RawWebSocketClient, _ fields: String) async throws -> (recovered: Bool?, messages: [Delivery]) {
+        try await client.sendText(#"{"op":"subscribe",\#(fields)}"#)
+        var recovered: Bool?
+        var messages: [Delivery] = []
+        var subscribed = false
+        while true {
+            switch try await client.nextMessage() {
+            case .subscribed(_, _, let value):
+                recovered = value
+                subscribed = true
+                try await client.sendText(#"{"op":"ping","id":"end"}"#)
+            case .message(let delivery):
+                #expect(subscribed, "replayed message before subscribed")
+                messages.append(delivery)
+            case .pong:
+                return (recovered, messages)
+            case let other:
+                throw RawWebSocketClient.ClientError.handshake("unexpected \(other)")
+            }
+        }
+    }
+
+    @Test func historyAndSinceReplayOverWildcards() async throws {
+        let directory = Self.temporaryDirectory()
+        let journal = try Self.openJournal(directory)
+        try await TestBroker.with(journal: journal) { broker in
+            let publisher = try await broker.client()
+            var offsets: [String: [UInt64]] = [:]
+            for n in 1...3 {
+                for topic in ["sensors/a/temp", "sensors/b/temp", "other/x"] {
+                    offsets[topic, default: []].append(try await publishRetained(publisher, topic, "\(n)", id: n))
+                }
+            }
+
+            // Default history 1: the last value of each matching topic, flagged replay.
+            let last = try await subscribe(try await broker.client(), #""topic":"sensors/+/temp""#)
+            #expect(last.recovered == nil)
+            #expect(last.messages.map(\.topic).sorted() == ["sensors/a/temp", "sensors/b/temp"])
+            #expect(last.messages.allSatisfy { $0.replay && String(buffer: $0.payload) == "3" })
+
+            // history 2: the newest two per topic, each topic oldest first.
+            let two = try await subscribe(try await broker.client(), #""topic":"sensors/a/#","history":2"#)
+            #expect(two.messages.map { String(buffer: $0.payload) } == ["2", "3"])
+            #expect(two.messages.map(\.offset) == offsets["sensors/a/temp"]!.suffix(2).map(Optional.some))
+
+            // since: everything after S across topics, in offset order, recovered.
+            let cut = offsets["sensors/a/temp"]![0]
+            let since = try await subscribe(try await broker.client(), ##""topic":"#","since":\##(cut),"epoch":"\##(journal.epoch)""##)
+            #expect(since.recovered == true)
+            let replayed = since.messages.compactMap(\.offset)
+            #expect(replayed == replayed.sorted())
+            #expect(replayed.count == 8 && replayed.allSatisfy { $0 > cut })
+
+            // history 0 replays nothing.
+            let none = try await subscribe(try await broker.client(), ##""topic":"#","history":0"##)
+            #expect(none.messages.isEmpty)
+
+            // Another epoch: since is ignored, the current state is replayed, recovered false.
+            let stale = try await subscribe(try await broker.client(), #""topic":"other/x","since":1,"epoch":"not-this-one""#)
+            #expect(stale.recovered == false)
+            #expect(stale.messages.map { String(buffer: $0.payload) } == ["3"])
+        }
+        await journal.close()
+    }
+
+    @Test func sinceAfterPruningIsNotRecovered() async throws {
+        let directory = Self.temporaryDirectory()
+        let journal = try Self.openJournal(directory, maxPerTopic: 2)
+        try await TestBroker.with(journal: journal) { broker in
+            let publisher = try await broker.client()
+            for n in 1...5 { _ = try await publishRetained(publisher, "t", "\(n)", id: n) }
+            // Pruning runs in the background on the writer; give it a moment, then check.
+            var result = try await subscribe(try await broker.client(), #""topic":"t","since":0"#)
+            for _ in 0..<50 where result.messages.count > 2 {
+                try await Task.sleep(for: .milliseconds(100))
+                result = try await subscribe(try await broker.client(), #""topic":"t","since":0"#)
+            }
+            #expect(result.recovered == false)
+            #expect(result.messages.map { String(buffer: $0.payload) } == ["4", "5"])
+            let recent = try await subscribe(try await broker.client(), #""topic":"t","since":4"#)
+            #expect(recent.recovered == true)
+            #expect(recent.messages.map { String(buffer: $0.payload) } == ["5"])
+        }
+        await journal.close()
+    }
+
+    @Test func oneConnectionsRetainedAndLivePublishesKeepTheirOrder() async throws {
+        let journal = try Self.openJournal(Self.temporaryDirectory())
+        try await TestBroker.with(journal: journal) { broker in
+            let subscriber = try await broker.client()
+            _ = try await subscribe(subscriber, #""topic":"order","history":0"#)
+            let publisher = try await broker.client()
+            for n in 0..<200 {
+                let retain = n % 3 == 0 ? "true" : "false"
+                try await publisher.sendText(#"{"op":"publish","topic":"order","data":\#(n),"retain":\#(retain)}"#)
+            }
+            var seen: [Int] = []
+            while seen.count < 200 {
+                if case .message(let delivery) = try await subscriber.nextMessage() {
+                    seen.append(Int(String(buffer: delivery.payload))!)
+                }
+            }
+            #expect(seen == Array(0..<200))
+        }
+        await journal.close()
+    }
+
+    @Test func replayAndLiveMeetWithoutGapOrDuplicateUnderAPublishStorm() async throws {
+        let journal = try Self.openJournal(Self.temporaryDirectory(), maxPerTopic: 100_000)
+        try await TestBroker.with(journal: journal) { broker in
+            let total = 3_000
+            let publishers = [try await broker.client(), try await broker.client()]
+            let storm = Task {
+                for n in 0..<total {
+                    let publisher = publishers[n % 2]
+                    try await publisher.sendText(#"{"op":"publish","topic":"storm/\#(n % 7)","data":\#(n),"retain":true}"#)
+                }
+            }
+            // Subscribe while the storm is running.
+            try await Task.sleep(for: .milliseconds(30))
+            let subscriber = try await broker.client()
+            try await subscriber.sendText(#"{"op":"subscribe","topic":"storm/#","since":0}"#)
+            try await storm.value
+            var offsets: [UInt64] = []
+            while offsets.count < total {
+                switch try await subscriber.nextMessage(timeout: .seconds(20)) {
+                case .message(let delivery): offsets.append(delivery.offset!)
+                case .subscribed(_, _, let recovered): #expect(recovered == true)
+                default: break
+                }
+            }
+            // Offsets are broker-wide: every one from 1 to total, once, in order.
+            #expect(offsets == Array(1...UInt64(total)))
+        }
+        await journal.close()
+    }
+
+    @Test func restartKeepsRetainedMessagesAndOffsetsContinue() async throws {
+        let directory = Self.temporaryDirectory()
+        var journal = try Self.openJournal(directory)
+        let epoch = journal.epoch
+        var lastOffset: UInt64 = 0
+        try await TestBroker.with(journal: journal) { broker in
+            let publisher = try await broker.client()
+            for n in 1...10 { lastOffset = try await publishRetained(publisher, "keep/\(n % 3)", "\(n)", id: n) }
+        }
+        await journal.close()
+
+        journal = try Self.openJournal(directory)
+        #expect(journal.epoch == epoch)
+        try await TestBroker.with(journal: journal) { broker in
+            let result = try await subscribe(try await broker.client(), #""topic":"keep/#","since":0,"epoch":"\#(epoch)""#)
+            #expect(result.recovered == true)
+            #expect(result.messages.map { String(buffer: $0.payload) } == (1...10).map(String.init))
+            let next = try await publishRetained(try await broker.client(), "keep/new", "11", id: 11)
+            #expect(next > lastOffset)
+        }
+        await journal.close()
+    }
+}

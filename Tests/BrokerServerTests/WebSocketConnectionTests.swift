@@ -1,0 +1,143 @@
+import BrokerJournal
+import BrokerProtocol
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
+import Testing
+
+@testable import BrokerServer
+
+/// The connection handler on an EmbeddedChannel: frames in, encoded frames out, no sockets.
+@Suite struct WebSocketConnectionTests {
+    struct Harness {
+        let channel: EmbeddedChannel
+        let loop: EmbeddedEventLoop
+        let broker: Broker
+        let connection: WebSocketConnection
+
+        init(configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
+            loop = EmbeddedEventLoop()
+            var configuration = BrokerConfiguration()
+            configure(&configuration)
+            broker = Broker(
+                configuration: configuration, journal: MemoryJournal(epoch: "e1"), eventLoops: [loop],
+                logger: Logger(label: "test"))
+            connection = WebSocketConnection(broker: broker, shard: broker.shards[0], mode: .broker)
+            channel = EmbeddedChannel(loop: loop)
+            try channel.pipeline.syncOperations.addHandler(connection)
+        }
+
+        /// Sends a masked client frame.
+        func send(_ opcode: WebSocketOpcode, _ bytes: [UInt8], fin: Bool = true) throws {
+            let key: WebSocketMaskingKey = [9, 8, 7, 6]
+            var data = ByteBuffer(bytes: bytes)
+            data.webSocketMask(key)
+            try channel.writeInbound(WebSocketFrame(fin: fin, opcode: opcode, maskKey: key, data: data))
+            loop.run()
+        }
+
+        func sendText(_ text: String) throws { try send(.text, Array(text.utf8)) }
+
+        /// Frames written since the last call, decoded (server frames are unmasked, FIN set).
+        func written() throws -> [(opcode: UInt8, payload: String)] {
+            loop.run()
+            var frames: [(UInt8, String)] = []
+            while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
+                while buffer.readableBytes > 0 {
+                    let first = buffer.readInteger(as: UInt8.self)!
+                    var length = Int(buffer.readInteger(as: UInt8.self)! & 0x7F)
+                    if length == 126 { length = Int(buffer.readInteger(as: UInt16.self)!) }
+                    if length == 127 { length = Int(buffer.readInteger(as: UInt64.self)!) }
+                    let payload = buffer.readSlice(length: length)!
+                    frames.append((first & 0x0F, String(buffer: payload)))
+                }
+            }
+            return frames
+        }
+
+        func texts() throws -> [String] { try written().map(\.payload) }
+    }
+
+    @Test func welcomeComesFirstAndAnnouncesLimitsAndEpoch() throws {
+        let harness = try Harness(configure: { $0.maxMessageBytes = 4096 })
+        let frames = try harness.written()
+        #expect(frames.count == 1)
+        #expect(frames[0].opcode == 0x1)
+        #expect(frames[0].payload.hasPrefix(#"{"op":"welcome","protocol":1,"#))
+        #expect(frames[0].payload.contains(#""maxMessageBytes":4096"#))
+        #expect(frames[0].payload.contains(#""epoch":"e1""#))
+    }
+
+    @Test func requestsAreAnsweredAndErrorsKeepTheConnectionOpen() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        try harness.sendText(#"{"op":"ping","id":42}"#)
+        try harness.sendText("{oops")
+        try harness.sendText(#"{"op":"publish","topic":"$x","data":1,"id":"p"}"#)
+        let replies = try harness.texts()
+        #expect(replies.count == 3)
+        #expect(replies[0] == #"{"op":"pong","id":42}"#)
+        #expect(replies[1].contains(#""code":"bad_request""#))
+        #expect(replies[2].contains(#""code":"forbidden""#) && replies[2].contains(#""id":"p""#))
+        #expect(harness.connection.state == .open)
+    }
+
+    @Test func subscribedConnectionReceivesSharedFrameOncePerPublish() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        try harness.sendText(#"{"op":"subscribe","topic":"a/#","history":0}"#)
+        try harness.sendText(#"{"op":"subscribe","topic":"a/+","history":0}"#)
+        #expect(try harness.texts() == [
+            #"{"op":"subscribed","topic":"a/#"}"#, #"{"op":"subscribed","topic":"a/+"}"#,
+        ])
+        try harness.sendText(#"{"op":"publish","topic":"a/b","data":[1, 2]}"#)
+        #expect(try harness.texts() == [#"{"op":"message","topic":"a/b","data":[1, 2]}"#])
+        try harness.sendText(#"{"op":"unsubscribe","topic":"a/#"}"#)
+        try harness.sendText(#"{"op":"unsubscribe","topic":"a/+"}"#)
+        try harness.sendText(#"{"op":"publish","topic":"a/b","data":3}"#)
+        #expect(try harness.texts() == [
+            #"{"op":"unsubscribed","topic":"a/#"}"#, #"{"op":"unsubscribed","topic":"a/+"}"#,
+        ])
+        #expect(harness.broker.shards[0].subscriptionCount == 0)
+    }
+
+    @Test func pingFrameIsAnsweredWithPongCarryingThePayload() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        try harness.send(.ping, [1, 2])
+        let frames = try harness.written()
+        #expect(frames.count == 1 && frames[0].opcode == 0xA && frames[0].payload == "\u{1}\u{2}")
+    }
+
+    @Test func protocolViolationSendsCloseAndStopsServing() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        try harness.send(.text, [0xFF])
+        let frames = try harness.written()
+        #expect(frames.count == 1 && frames[0].opcode == 0x8)
+        #expect(Array(frames[0].payload.utf8.prefix(2)) == [0x03, 0xEF])  // 1007
+        #expect(harness.connection.state == .closing)
+        try harness.sendText(#"{"op":"ping"}"#)
+        #expect(try harness.written().isEmpty)
+    }
+
+    @Test func peerCloseIsEchoedAndChannelCloses() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        try harness.send(.connectionClose, [0x03, 0xE8])
+        let frames = try harness.written()
+        #expect(frames.count == 1 && frames[0].opcode == 0x8)
+        #expect(!harness.channel.isActive)
+    }
+
+    @Test func closedConnectionLeavesTheShard() throws {
+        let harness = try Harness()
+        try harness.sendText(##"{"op":"subscribe","topic":"#","history":0}"##)
+        #expect(harness.broker.shards[0].connections.count == 1)
+        _ = try harness.channel.close().wait()
+        harness.loop.run()
+        #expect(harness.broker.shards[0].connections.isEmpty)
+        #expect(harness.broker.shards[0].subscriptionCount == 0)
+    }
+}
