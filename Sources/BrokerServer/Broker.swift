@@ -36,6 +36,26 @@ final class Broker: Sendable {
         return "\(sessionPrefix)-\(number)"
     }
 
+    let startedAt = NIODeadline.now()
+
+    /// Figures for `GET /api/stats`, as a JSON object.
+    func stats(on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        let counts = shards.map { shard in
+            shard.eventLoop.submit { (shard.connections.count, shard.subscriptionCount) }
+        }
+        let uptime = (NIODeadline.now() - startedAt).nanoseconds / 1_000_000_000
+        let epoch = journal.epoch
+        return EventLoopFuture.whenAllSucceed(counts, on: eventLoop).and(journal.stats(on: eventLoop)).map { counts, journal in
+            let connections = counts.reduce(0) { $0 + $1.0 }
+            let subscriptions = counts.reduce(0) { $0 + $1.1 }
+            var json = #"{"connections":\#(connections),"subscriptions":\#(subscriptions),"uptimeSeconds":\#(uptime),"#
+            json += #""journal":{"epoch":"\#(epoch)","messages":\#(journal.messages),"topics":\#(journal.topics),"#
+            json += #""bytes":\#(journal.bytes),"firstOffset":\#(journal.firstOffset),"lastOffset":\#(journal.lastOffset),"#
+            json += #""prunedMessages":\#(journal.prunedMessages)}}"#
+            return json
+        }
+    }
+
     /// Hands `message` to every shard: directly to the caller's own loop, through one task to
     /// each other loop. Called in publish order by each publisher (and by the journal writer in
     /// offset order), which keeps every loop's view of one publisher's messages in order.

@@ -84,8 +84,8 @@ public final class BrokerServer: Sendable {
                     let mode: WebSocketConnection.Mode =
                         Self.path(of: head.uri) == configuration.echoPath ? .echo : .broker
                     let operations = channel.pipeline.syncOperations
-                    let fallback = try operations.context(name: HTTPFallbackHandler.name)
-                    operations.removeHandler(context: fallback, promise: nil)
+                    let http = try operations.context(name: HTTPRequestHandler.name)
+                    operations.removeHandler(context: http, promise: nil)
                     try operations.addHandler(HeadWriter(), position: .first)
                     let shard = broker.shard(for: channel.eventLoop)
                     try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode))
@@ -97,7 +97,7 @@ public final class BrokerServer: Sendable {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(
-            HTTPFallbackHandler(webSocketPaths: webSocketPaths), name: HTTPFallbackHandler.name)
+            HTTPRequestHandler(broker: broker, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
     }
 
     static func path(of uri: String) -> String {
