@@ -55,6 +55,19 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Retained messages kept per topic.")
     var retainMaxMessages = RetentionPolicy().maxMessagesPerTopic
 
+    @Option(help: "Retained messages older than this many seconds are pruned (604800 s = 7 days).")
+    var retainMaxAge = Double(RetentionPolicy().maxAge.components.seconds)
+
+    @Option(help: "Journal-wide budget for retained payload bytes; the oldest go first.")
+    var retainMaxBytes = RetentionPolicy().maxBytes
+
+    @Option(
+        parsing: .singleValue,
+        help: ArgumentHelp(
+            "Per-filter retention, repeatable: FILTER=MESSAGES[,AGE_SECONDS] (first match wins), e.g. 'logs/#=100,3600'.",
+            valueName: "filter=limits"))
+    var retainOverride: [String] = []
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -63,6 +76,10 @@ struct Serve: AsyncParsableCommand {
         guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be positive") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard ["normal", "full"].contains(durability) else { throw ValidationError("--durability must be normal or full") }
+        guard retainMaxMessages > 0, retainMaxAge > 0, retainMaxBytes > 0 else {
+            throw ValidationError("retention limits must be positive")
+        }
+        _ = try retentionOverrides()
     }
 
     func run() async throws {
@@ -92,6 +109,9 @@ struct Serve: AsyncParsableCommand {
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = durability == "full" ? .full : .normal
         journalConfiguration.retention.maxMessagesPerTopic = retainMaxMessages
+        journalConfiguration.retention.maxAge = .milliseconds(Int64(retainMaxAge * 1000))
+        journalConfiguration.retention.maxBytes = retainMaxBytes
+        journalConfiguration.retention.overrides = (try? retentionOverrides()) ?? []
 
         let journal: SQLiteJournal
         do {
@@ -116,6 +136,27 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("broker: cannot listen on \(host):\(port): \(error)\n".utf8))
             await journal.close()
             throw ExitCode(ExitCodes.cannotListen)
+        }
+    }
+
+    /// Parses `--retain-override FILTER=MESSAGES[,AGE_SECONDS]` values.
+    func retentionOverrides() throws -> [RetentionPolicy.Override] {
+        try retainOverride.map { spec in
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            let limits = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : []
+            guard parts.count == 2, !parts[0].isEmpty, (1...2).contains(limits.count),
+                let messages = Int(limits[0]), messages > 0
+            else {
+                throw ValidationError("--retain-override \(spec): expected FILTER=MESSAGES[,AGE_SECONDS]")
+            }
+            var age: Duration?
+            if limits.count == 2 {
+                guard let seconds = Double(limits[1]), seconds > 0 else {
+                    throw ValidationError("--retain-override \(spec): AGE_SECONDS must be a positive number")
+                }
+                age = .milliseconds(Int64(seconds * 1000))
+            }
+            return RetentionPolicy.Override(filter: parts[0], maxMessagesPerTopic: messages, maxAge: age)
         }
     }
 
