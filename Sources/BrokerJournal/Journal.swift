@@ -116,11 +116,14 @@ public enum JournalError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Threading contract, which the broker's ordering guarantees rest on:
 /// - `append` never blocks the caller. Appends from every event loop are committed in groups by
 ///   one writer; an append's completion runs after its transaction committed.
-/// - Completions (of `append` and `snapshot`) run serially on the writer, in offset order, and
-///   must be quick (hop to an event loop and return). So a caller that fans a message out from
-///   its completion hands messages to each event loop in offset order, and a `snapshot`
-///   completion reaches an event loop after every message with an offset up to its high-water
-///   mark has been handed to that loop.
+/// - Completions (of `append` and `snapshot`) run serially on the writer, in the order the
+///   requests were made (so appends complete in offset order), and must be quick (hop to an
+///   event loop and return). So a caller that fans a message out from its completion hands
+///   messages to each event loop in offset order; a `snapshot` completion reaches an event loop
+///   after every message with an offset up to its high-water mark has been handed to that loop;
+///   and a `snapshot` requested after an append and before another completes between the two
+///   (the broker uses this to keep a live publish behind its publisher's uncommitted retained
+///   one).
 /// - Reads (`replayPage`, `prunedAfter`, `clear`) run off the event loops and complete on the
 ///   event loop given.
 public protocol Journal: AnyObject, Sendable {
@@ -130,7 +133,7 @@ public protocol Journal: AnyObject, Sendable {
     /// Appends a retained message; completes with its offset once committed.
     func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void)
 
-    /// Completes with the highest committed offset, in order with append completions.
+    /// Completes with the highest committed offset, in request order with append completions.
     func snapshot(completion: @escaping @Sendable (UInt64) -> Void)
 
     /// Reads one page of a replay.
