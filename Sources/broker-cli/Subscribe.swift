@@ -1,5 +1,6 @@
 import ArgumentParser
 import BrokerClient
+import BrokerProtocol
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -36,6 +37,8 @@ struct Subscribe: AsyncParsableCommand {
 
     func validate() throws {
         if let history, history < 0 { throw ValidationError("--history must be ≥ 0") }
+        // Like publish: a malformed filter is a usage error (2), even when the broker is down.
+        do { try Topic.validateFilter(filter) } catch { throw ValidationError("invalid topic filter '\(filter)': \(error)") }
     }
 
     func run() async throws {

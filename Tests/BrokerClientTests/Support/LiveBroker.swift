@@ -1,0 +1,182 @@
+import BrokerClient
+import BrokerJournal
+import BrokerProtocol
+import BrokerServer
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// The real broker, in process, on an ephemeral (or a given) port, for client integration tests.
+struct LiveBroker {
+    let server: BrokerServer
+    let journal: any Journal
+    let port: Int
+    var url: String { "ws://127.0.0.1:\(port)/ws" }
+
+    /// Starts a broker on `journal`; `port` 0 picks a free one (a restart passes the old port).
+    static func start(
+        journal: any Journal = MemoryJournal(), port: Int = 0,
+        configure: (inout BrokerConfiguration) -> Void = { _ in }
+    ) async throws -> LiveBroker {
+        var configuration = BrokerConfiguration()
+        configuration.port = port
+        configuration.eventLoopThreads = 2
+        configuration.shutdownGracePeriod = .seconds(2)
+        configure(&configuration)
+        let server = BrokerServer(configuration: configuration, journal: journal, logger: quietLogger("test-broker"))
+        try await server.start()
+        guard let bound = server.port else { throw TestFailure("the broker has no port after start()") }
+        return LiveBroker(server: server, journal: journal, port: bound)
+    }
+
+    /// Runs `body` against a fresh broker and always shuts it down.
+    static func with<T>(
+        journal: any Journal = MemoryJournal(),
+        configure: (inout BrokerConfiguration) -> Void = { _ in },
+        _ body: (LiveBroker) async throws -> T
+    ) async throws -> T {
+        let broker = try await start(journal: journal, configure: configure)
+        do {
+            let result = try await body(broker)
+            await broker.stop()
+            return result
+        } catch {
+            await broker.stop()
+            throw error
+        }
+    }
+
+    /// Stops the listener and closes every client (1001). The journal stays open (the caller's).
+    func stop() async {
+        await server.shutdown()
+    }
+}
+
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .warning
+    return logger
+}
+
+/// Opens a SQLite journal in `directory` (created if missing).
+func openJournal(_ directory: String) throws -> SQLiteJournal {
+    try SQLiteJournal.open(directory: directory, configuration: JournalConfiguration(), logger: quietLogger("test-journal"))
+}
+
+/// A fresh directory name under the system's temporary directory (not created).
+func temporaryDirectory(_ prefix: String = "broker-client-test") -> String {
+    NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
+}
+
+func removeDirectory(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+}
+
+/// A client with test-friendly settings: short timeouts, quick reconnects, quiet logs.
+func makeClient(
+    _ url: String, events: EventLog? = nil, requestTimeout: Duration = .seconds(5),
+    backoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
+) -> BrokerClient {
+    var configuration = BrokerClient.Configuration()
+    configuration.requestTimeout = requestTimeout
+    configuration.backoff = backoff
+    if let events { configuration.onEvent = { events.append($0) } }
+    return BrokerClient(url: url, configuration: configuration, logger: quietLogger("test-client"))
+}
+
+/// A test step that did not happen in time (or another failure with a message).
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` until it holds; throws `TestFailure(what)` after `timeout`.
+func eventually(
+    _ what: @autoclosure () -> String, timeout: Duration = .seconds(5), _ condition: () throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try !condition() {
+        if ContinuousClock.now >= deadline { throw TestFailure("timed out waiting for \(what())") }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// Every event a client reported through `Configuration.onEvent`.
+final class EventLog: Sendable {
+    private let box = NIOLockedValueBox<[BrokerClient.Event]>([])
+
+    func append(_ event: BrokerClient.Event) { box.withLockedValue { $0.append(event) } }
+    var all: [BrokerClient.Event] { box.withLockedValue { $0 } }
+
+    var connectedCount: Int { all.filter { if case .connected = $0 { true } else { false } }.count }
+    var disconnectedCount: Int { all.filter { if case .disconnected = $0 { true } else { false } }.count }
+    var gaps: [(filter: String, since: UInt64?)] {
+        all.compactMap { if case .gap(let filter, let since) = $0 { (filter, since) } else { nil } }
+    }
+    var welcomes: [Welcome] { all.compactMap { if case .connected(let welcome) = $0 { welcome } else { nil } } }
+}
+
+/// Iterates a subscription in the background and keeps what it delivered.
+final class Received: Sendable {
+    struct State {
+        var messages: [BrokerMessage] = []
+        var finished = false
+        var error: (any Error)?
+    }
+
+    private let box = NIOLockedValueBox(State())
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    private init() {}
+
+    static func collect(_ subscription: BrokerSubscription) -> Received {
+        let received = Received()
+        let task = Task {
+            do {
+                for try await message in subscription {
+                    received.box.withLockedValue { $0.messages.append(message) }
+                }
+                received.box.withLockedValue { $0.finished = true }
+            } catch {
+                received.box.withLockedValue {
+                    $0.finished = true
+                    $0.error = error
+                }
+            }
+        }
+        received.task.withLockedValue { $0 = task }
+        return received
+    }
+
+    var messages: [BrokerMessage] { box.withLockedValue { $0.messages } }
+    var count: Int { box.withLockedValue { $0.messages.count } }
+    var finished: Bool { box.withLockedValue { $0.finished } }
+    var error: (any Error)? { box.withLockedValue { $0.error } }
+
+    /// Waits until at least `count` messages arrived.
+    func wait(for count: Int, timeout: Duration = .seconds(5)) async throws {
+        try await eventually("\(count) messages (have \(self.count): \(self.messages.map(\.summary)))", timeout: timeout) {
+            self.count >= count
+        }
+    }
+
+    /// Waits until a message satisfying `predicate` arrived, and returns it.
+    @discardableResult
+    func wait(timeout: Duration = .seconds(5), for what: String, _ predicate: @escaping (BrokerMessage) -> Bool) async throws -> BrokerMessage {
+        var found: BrokerMessage?
+        try await eventually("\(what) (have \(self.messages.map(\.summary)))", timeout: timeout) {
+            found = self.messages.first(where: predicate)
+            return found != nil
+        }
+        return found!
+    }
+
+    func cancel() { task.withLockedValue { $0?.cancel() } }
+}
+
+extension BrokerMessage {
+    /// Short text for failure messages.
+    var summary: String {
+        "\(topic)=\(json ?? "bytes\(bytes)")" + (offset.map { "@\($0)" } ?? "") + (replay ? "(replay)" : "")
+    }
+}
