@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "broker", targets: ["broker"]),
         .executable(name: "broker-cli", targets: ["broker-cli"]),
+        .executable(name: "broker-bench", targets: ["broker-bench"]),
         .library(name: "BrokerClient", targets: ["BrokerClient"]),
         .library(name: "BrokerServer", targets: ["BrokerServer"]),
         .library(name: "BrokerProtocol", targets: ["BrokerProtocol"]),
@@ -39,6 +40,8 @@ let package = Package(
             dependencies: [
                 "BrokerProtocol",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The writer binds and steps its insert through the C API (no per-row allocations).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -94,6 +97,17 @@ let package = Package(
                 "BrokerProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Load generator: retained publish/ack/replay and fan-out (NIO handlers, one event loop).
+        .executableTarget(
+            name: "broker-bench",
+            dependencies: [
+                "BrokerProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Logging
 import NIOCore
 
@@ -126,6 +127,11 @@ final class JournalWriter: @unchecked Sendable {
     }
 
     /// Commits the appends of `group` in one transaction, then runs every completion in order.
+    ///
+    /// The insert is GRDB's cached statement, bound and stepped through the C API: the payload is
+    /// bound straight from the entry's ByteBuffer (SQLITE_STATIC: SQLite copies it into the page
+    /// during the step, before the buffer can go away), so a row costs no Data, no
+    /// StatementArguments array and no DatabaseValue boxing.
     private func commit(_ group: ArraySlice<Request>) {
         let first = meta.lastOffset
         var next = meta
@@ -137,17 +143,43 @@ final class JournalWriter: @unchecked Sendable {
                         INSERT INTO messages (offset, topic_id, payload, is_binary, timestamp_ms)
                         VALUES (?, ?, ?, ?, ?)
                         """)
+                    let statement = insert.sqliteStatement
                     let now = configuration.clock()
-                    for request in group {
-                        guard case .append(let entry, _) = request else { continue }
+                    var lastTopic: (name: String, id: Int64)?
+                    defer { sqlite3_clear_bindings(statement) }
+                    sqlite3_bind_int64(statement, 5, now)
+                    for index in group.indices {
+                        guard case .append(let entry, _) = group[index] else { continue }
                         next.lastOffset += 1
-                        let topicID = try topicID(for: entry.topic, db)
-                        let payload = Data(entry.payload.readableBytesView)
-                        insert.setUncheckedArguments([Int64(next.lastOffset), topicID, payload, entry.isBinary, now])
-                        try insert.execute()
+                        let topicID: Int64
+                        if let lastTopic, lastTopic.name == entry.topic {
+                            topicID = lastTopic.id
+                        } else {
+                            topicID = try self.topicID(for: entry.topic, db)
+                            lastTopic = (entry.topic, topicID)
+                            pruner.noteAppend(topicID: topicID, name: entry.topic)
+                        }
+                        sqlite3_bind_int64(statement, 1, Int64(bitPattern: next.lastOffset))
+                        sqlite3_bind_int64(statement, 2, topicID)
+                        sqlite3_bind_int(statement, 4, entry.isBinary ? 1 : 0)
+                        let length = entry.payload.readableBytes
+                        let code = entry.payload.withUnsafeReadableBytes { bytes -> CInt in
+                            if let base = bytes.baseAddress, length > 0 {
+                                sqlite3_bind_blob(statement, 3, base, CInt(length), nil)  // nil = SQLITE_STATIC
+                            } else {
+                                sqlite3_bind_zeroblob(statement, 3, 0)
+                            }
+                            let code = sqlite3_step(statement)
+                            sqlite3_reset(statement)
+                            return code
+                        }
+                        guard code == SQLITE_DONE else {
+                            throw DatabaseError(
+                                resultCode: ResultCode(rawValue: code),
+                                message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                        }
                         next.messageCount += 1
-                        next.payloadBytes += Int64(payload.count)
-                        pruner.noteAppend(topicID: topicID, name: entry.topic)
+                        next.payloadBytes += Int64(length)
                     }
                     try next.save(db)
                     return .commit
@@ -160,8 +192,8 @@ final class JournalWriter: @unchecked Sendable {
             logger.error("journal commit failed", metadata: ["error": "\(Schema.reason(error))"])
         }
         var offset = first
-        for request in group {
-            switch request {
+        for index in group.indices {
+            switch group[index] {
             case .append(_, let completion):
                 if let failure {
                     completion(.failure(failure))
