@@ -53,7 +53,11 @@ import Testing
     }
 
     @Test func slowConsumerIsClosedWith1008WhileOthersKeepReceiving() async throws {
-        try await TestBroker.with(configure: { $0.maxOutboundBytes = 64 * 1024 }) { broker in
+        // A long close timeout: the close frame waits behind what is buffered until we read it.
+        try await TestBroker.with(configure: {
+            $0.maxOutboundBytes = 64 * 1024
+            $0.closeTimeout = .seconds(120)
+        }) { broker in
             let slow = try await broker.client()
             let healthy = try await broker.client()
             let publisher = try await broker.client()
@@ -64,22 +68,36 @@ import Testing
 
             let payload = String(repeating: "x", count: 8 * 1024)
             let count = 2_000  // 16 MiB: more than the kernel buffers and the 64 KiB limit together
-            let reader = Task {
-                var received = 0
-                while received < count {
-                    if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
-                }
-                return received
-            }
+            // Publish in small windows and let the healthy subscriber catch up after each, so that
+            // only the one that stopped reading can fall behind, however loaded the machine is.
+            var received = 0
             for n in 0..<count {
                 try await publisher.sendText(#"{"op":"publish","topic":"load","data":"\#(n)\#(payload)"}"#)
+                if n % 4 == 3 || n == count - 1 {
+                    while received <= n {
+                        if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
+                    }
+                }
             }
-            #expect(try await reader.value == count)
+            #expect(received == count)
 
             try await slow.channel.setOption(.autoRead, value: true).get()
             slow.channel.read()
             #expect(try await slow.expectClose(timeout: .seconds(20)) == 1008)
             for client in [slow, healthy, publisher] { await client.close() }
+        }
+    }
+
+    @Test func closeTimeoutDropsAPeerThatNeverAnswersTheCloseFrame() async throws {
+        try await TestBroker.with(configure: { $0.closeTimeout = .milliseconds(200) }) { broker in
+            let client = try await broker.client()
+            try await client.send(opcode: 0x1, payload: [0xFF])  // invalid UTF-8: the broker closes
+            #expect(try await client.expectClose() == 1007)
+            // We never answer with our close frame: the TCP connection goes anyway.
+            await #expect(throws: RawWebSocketClient.ClientError.closed) {
+                _ = try await client.nextFrame(timeout: .seconds(5))
+            }
+            await client.close()
         }
     }
 

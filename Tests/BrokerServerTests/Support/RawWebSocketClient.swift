@@ -22,7 +22,7 @@ final class RawWebSocketClient: @unchecked Sendable {
         }
     }
 
-    enum ClientError: Error { case closed, timeout, handshake(String) }
+    enum ClientError: Error, Equatable { case closed, timeout, handshake(String) }
 
     /// Hands every inbound chunk to an AsyncStream; the test reads it at its own pace.
     final class Collector: ChannelInboundHandler, Sendable {
