@@ -56,6 +56,13 @@ final class Broker: Sendable {
         }
     }
 
+    /// Hands `message` to every shard from the journal writer thread, through the loops'
+    /// mailboxes (one task per loop per group commit rather than per message). Called in offset
+    /// order, so every loop receives retained messages in offset order.
+    func fanOutFromWriter(_ message: OutboundMessage) {
+        for shard in shards { shard.mailbox.post(.deliver(message)) }
+    }
+
     /// Hands `message` to every shard: directly to the caller's own loop, through one task to
     /// each other loop. Called in publish order by each publisher (and by the journal writer in
     /// offset order), which keeps every loop's view of one publisher's messages in order.

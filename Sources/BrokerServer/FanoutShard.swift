@@ -19,11 +19,14 @@ final class FanoutShard: @unchecked Sendable {
     /// Stamped on a connection when it receives a publish, so overlapping filters deliver once.
     private var deliverySequence: UInt64 = 0
     private var keepaliveTask: RepeatedTask?
+    /// Where the journal writer posts fan-outs and completions for this loop.
+    private(set) var mailbox: LoopMailbox!
 
     var subscriptionCount: Int { index.count }
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
+        self.mailbox = LoopMailbox(eventLoop: eventLoop) { [unowned self] message in self.deliver(message) }
     }
 
     // MARK: Connections

@@ -12,9 +12,12 @@ struct OutboundMessage: Sendable {
     /// The complete frame: header and body.
     var frame: ByteBuffer
 
-    init(topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool = false, allocator: ByteBufferAllocator) {
+    init(
+        topic: String, levels: [Substring]? = nil, payload: ByteBuffer, isBinary: Bool, offset: UInt64?,
+        replay: Bool = false, allocator: ByteBufferAllocator
+    ) {
         self.topic = topic
-        self.levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        self.levels = levels ?? topic.split(separator: "/", omittingEmptySubsequences: false)
         self.offset = offset
         self.frame = Self.encodeFrame(
             topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, allocator: allocator)

@@ -40,9 +40,10 @@ extension WebSocketConnection {
         guard state == .open else { return }
         replay = job
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
-        let eventLoop = self.eventLoop
+        let mailbox = shard.mailbox!
+        // Through the mailbox, behind every retained message the writer handed this loop first.
         broker.journal.snapshot { highWater in
-            eventLoop.execute { connection.value.replaySnapshotTaken(highWater) }
+            mailbox.post(.run { connection.value.replaySnapshotTaken(highWater) })
         }
     }
 

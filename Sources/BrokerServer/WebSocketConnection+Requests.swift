@@ -48,18 +48,21 @@ extension WebSocketConnection {
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
         let broker = self.broker
         let allocator = self.allocator
-        let eventLoop = self.eventLoop
+        let mailbox = shard.mailbox!
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         if retain {
             // The journal runs completions on its writer, in the order requested: fan out from
-            // there so every loop receives retained messages in offset order, then report back.
+            // there so every loop receives retained messages in offset order; the ack follows
+            // through this loop's mailbox, after the fan-out.
             journalRequestsInFlight += 1
+            let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
             let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
             broker.journal.append(entry) { result in
                 if case .success(let offset) = result {
-                    broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
+                    broker.fanOutFromWriter(OutboundMessage(
+                        topic: topic, levels: levels, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
                 }
-                eventLoop.execute { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) }
+                mailbox.post(.run { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) })
             }
             return
         }
@@ -72,8 +75,8 @@ extension WebSocketConnection {
         // A retained publish of ours is still being committed: queue behind it on the writer.
         journalRequestsInFlight += 1
         broker.journal.snapshot { _ in
-            broker.fanOut(message)
-            eventLoop.execute { connection.value.journalRequestCompleted(.success(nil), id: id) }
+            broker.fanOutFromWriter(message)
+            mailbox.post(.run { connection.value.journalRequestCompleted(.success(nil), id: id) })
         }
     }
 
