@@ -46,15 +46,21 @@ extension WebSocketConnection {
     // MARK: Publish
 
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
+        if !retain && journalRequestsInFlight == 0 {
+            // The common case: fan out from here, at once.
+            broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator))
+            if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
+            return
+        }
         let broker = self.broker
         let allocator = self.allocator
         let mailbox = shard.mailbox!
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
+        journalRequestsInFlight += 1
         if retain {
             // The journal runs completions on its writer, in the order requested: fan out from
             // there so every loop receives retained messages in offset order; the ack follows
             // through this loop's mailbox, after the fan-out.
-            journalRequestsInFlight += 1
             let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
             let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
             broker.journal.append(entry) { result in
@@ -64,19 +70,13 @@ extension WebSocketConnection {
                 }
                 mailbox.post(.run { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) })
             }
-            return
-        }
-        let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
-        guard journalRequestsInFlight > 0 else {
-            broker.fanOut(message)
-            if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
-            return
-        }
-        // A retained publish of ours is still being committed: queue behind it on the writer.
-        journalRequestsInFlight += 1
-        broker.journal.snapshot { _ in
-            broker.fanOutFromWriter(message)
-            mailbox.post(.run { connection.value.journalRequestCompleted(.success(nil), id: id) })
+        } else {
+            // A retained publish of ours is still being committed: queue behind it on the writer.
+            let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
+            broker.journal.snapshot { _ in
+                broker.fanOutFromWriter(message)
+                mailbox.post(.run { connection.value.journalRequestCompleted(.success(nil), id: id) })
+            }
         }
     }
 
