@@ -63,15 +63,18 @@ final class Broker: Sendable {
         for shard in shards { shard.mailbox.post(.deliver(message)) }
     }
 
-    /// Hands `message` to every shard: directly to the caller's own loop, through one task to
-    /// each other loop. Called in publish order by each publisher (and by the journal writer in
-    /// offset order), which keeps every loop's view of one publisher's messages in order.
+    /// Hands `message` to every shard from an event loop: directly to the caller's own loop,
+    /// through the mailbox of each other loop. Every cross-loop hand-off (from loops and from the
+    /// writer) goes through the same per-loop mailbox, which is what keeps one publisher's
+    /// messages in order: a mailbox runs its items in the order they were posted. (Separate
+    /// `execute` tasks would not mix safely with mailbox posts: a post can join a drain task
+    /// enqueued before them.)
     func fanOut(_ message: OutboundMessage) {
         for shard in shards {
             if shard.eventLoop.inEventLoop {
                 shard.deliver(message)
             } else {
-                shard.eventLoop.execute { shard.deliver(message) }
+                shard.mailbox.post(.deliver(message))
             }
         }
     }

@@ -1,13 +1,13 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Work for one event loop posted from the journal writer thread, batched: a post that finds the
-/// mailbox non-empty only appends, so one event-loop task carries everything a group commit
-/// produced (its fan-outs and its acks) instead of one task per message.
+/// Work for one event loop posted from other threads (the journal writer, other event loops),
+/// batched: a post that finds the mailbox non-empty only appends, so one event-loop task carries
+/// everything a group commit or a read burst produced instead of one task per message.
 ///
-/// Order is kept: items run in the order posted, and a post made before some other task was
-/// enqueued on the loop runs before that task (the drain task is enqueued by the first post into
-/// an empty mailbox, and a post after a drain took the items enqueues a new one).
+/// Items run in the order posted. A post can join a drain task that was enqueued earlier, so it
+/// may overtake tasks enqueued on the loop in between: cross-loop work whose order matters must
+/// all go through the mailbox.
 final class LoopMailbox: Sendable {
     enum Item: Sendable {
         case deliver(OutboundMessage)

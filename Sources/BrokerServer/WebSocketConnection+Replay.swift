@@ -33,8 +33,11 @@ struct ReplayJob {
 ///    high-water mark H reaches this loop, every retained message up to H has already reached
 ///    this loop (and was held back) and every later one arrives after;
 /// 3. the replay reads matching records up to H, page by page, pacing itself on the socket;
-/// 4. then the held-back messages are written, except retained ones up to H that the replayed
-///    filter covers (the replay was their delivery) and no other filter of this connection wants.
+/// 4. then the held-back messages are written, except retained ones up to H on topics the
+///    replayed filter matches: the replay answered for those. With `since` it delivered them;
+///    with `history: N` it delivered the newest N, and an older one retained during the set-up
+///    is superseded (delivering it after a newer replayed one would break per-topic offset order
+///    and, if another filter of the connection also matched, deliver the topic twice).
 extension WebSocketConnection {
     func startReplay(_ job: ReplayJob) {
         guard state == .open else { return }
@@ -123,11 +126,8 @@ extension WebSocketConnection {
         heldBack.removeAll()
         heldBackBytes = 0
         for message in held {
-            if let offset = message.offset, offset <= job.upTo,
-                Topic.matches(filter: job.filter, name: message.topic),
-                !matchesOtherFilter(message.topic, excluding: job.filter)
-            {
-                continue  // delivered by the replay
+            if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
+                continue  // the replay answered for it
             }
             write(message.frame)
         }

@@ -135,9 +135,4 @@ extension WebSocketConnection {
         }
         sendControl { ServerMessageEncoder.unsubscribed(topic: filter, id: id, into: &$0) }
     }
-
-    /// Whether `topic` matches one of this connection's filters other than `excluded`.
-    func matchesOtherFilter(_ topic: String, excluding excluded: String) -> Bool {
-        filters.contains { $0 != excluded && Topic.matches(filter: $0, name: topic) }
-    }
 }

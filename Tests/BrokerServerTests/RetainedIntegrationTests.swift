@@ -171,6 +171,35 @@ import Testing
         await journal.close()
     }
 
+    @Test func historyReplayDuringAStormHandsOverInOffsetOrder() async throws {
+        let journal = try Self.openJournal(Self.temporaryDirectory(), maxPerTopic: 100_000)
+        try await TestBroker.with(journal: journal) { broker in
+            let total = 2_000
+            let publisher = try await broker.client()
+            let storm = Task {
+                for n in 1...total {
+                    try await publisher.sendText(#"{"op":"publish","topic":"one","data":\#(n),"retain":true}"#)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(30))
+            let subscriber = try await broker.client()
+            try await subscriber.sendText(#"{"op":"subscribe","topic":"one","history":1}"#)
+            try await storm.value
+            var offsets: [UInt64] = []
+            var replayed = 0
+            while offsets.last != UInt64(total) {
+                if case .message(let delivery) = try await subscriber.nextMessage(timeout: .seconds(20)) {
+                    offsets.append(delivery.offset!)
+                    if delivery.replay { replayed += 1 }
+                }
+            }
+            // The last value at the snapshot, then every later one: consecutive, no duplicate.
+            #expect(replayed == 1)
+            #expect(offsets == Array(offsets[0]...UInt64(total)))
+        }
+        await journal.close()
+    }
+
     @Test func restartKeepsRetainedMessagesAndOffsetsContinue() async throws {
         let directory = Self.temporaryDirectory()
         var journal = try Self.openJournal(directory)
