@@ -289,14 +289,13 @@ extension BrokerClient {
     /// per connection). Replays go only to subscriptions that asked for retained messages;
     /// duplicates by offset are dropped per subscription.
     func dispatch(_ delivery: Delivery) {
-        let message = BrokerMessage(delivery)
         let drops = state.withLockedValue { s -> [(String, Int)] in
             var drops: [(String, Int)] = []
             for (localID, var entry) in s.subscriptions where Topic.matches(filter: entry.resume.filter, name: delivery.topic) {
                 if delivery.replay && !entry.resume.wantsRetained { continue }
                 guard entry.resume.accept(topic: delivery.topic, offset: delivery.offset) else { continue }
                 if delivery.offset != nil { s.subscriptions[localID] = entry }
-                if case .dropped = entry.continuation.yield(message) {
+                if case .dropped = entry.continuation.yield(delivery) {
                     let count = entry.counters.box.withLockedValue { values -> Int in
                         values.dropped += 1
                         return values.dropped

@@ -2,33 +2,12 @@ import BrokerProtocol
 import Foundation
 import NIOCore
 
-/// A message delivered to a subscription.
-public struct BrokerMessage: Sendable, Equatable {
-    /// The concrete topic it was published to.
-    public var topic: String
-    /// For a text message, the raw JSON text of `data` exactly as published; for a binary message,
-    /// the opaque bytes.
-    public var payload: ByteBuffer
-    /// Whether it was published as binary (opaque bytes) rather than JSON.
-    public var isBinary: Bool
-    /// Its journal offset, present when it was published with `retain`.
-    public var offset: UInt64?
-    /// Whether it was replayed from the journal rather than delivered live.
-    public var replay: Bool
+/// A message delivered to a subscription: the protocol module's `Delivery` (topic, payload —
+/// raw JSON text for text messages, opaque bytes for binary ones — `isBinary`, `offset` when
+/// retained, `replay`), with the conveniences a client wants.
+public typealias BrokerMessage = Delivery
 
-    public init(topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64? = nil, replay: Bool = false) {
-        self.topic = topic
-        self.payload = payload
-        self.isBinary = isBinary
-        self.offset = offset
-        self.replay = replay
-    }
-
-    init(_ delivery: Delivery) {
-        self.init(topic: delivery.topic, payload: delivery.payload, isBinary: delivery.isBinary,
-                  offset: delivery.offset, replay: delivery.replay)
-    }
-
+extension BrokerMessage {
     /// The payload bytes.
     public var bytes: [UInt8] { Array(payload.readableBytesView) }
 
