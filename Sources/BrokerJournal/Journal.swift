@@ -124,6 +124,7 @@ public enum JournalError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   and a `snapshot` requested after an append and before another completes between the two
 ///   (the broker uses this to keep a live publish behind its publisher's uncommitted retained
 ///   one).
+/// - After a run of completions the journal calls the handler given to `onCompletionRunEnded`.
 /// - Reads (`replayPage`, `prunedAfter`, `clear`) run off the event loops and complete on the
 ///   event loop given.
 public protocol Journal: AnyObject, Sendable {
@@ -135,6 +136,12 @@ public protocol Journal: AnyObject, Sendable {
 
     /// Completes with the highest committed offset, in request order with append completions.
     func snapshot(completion: @escaping @Sendable (UInt64) -> Void)
+
+    /// Registers `handler`, run on the completion thread each time a run of completions ends: once
+    /// per group commit (once per completion where a journal has no groups). Completions stage
+    /// their hand-offs to other threads and `handler` sends them, so a group of a thousand appends
+    /// wakes each event loop once, not a thousand times. Register before the first append.
+    func onCompletionRunEnded(_ handler: @escaping @Sendable () -> Void)
 
     /// Reads one page of a replay.
     func replayPage(_ query: ReplayQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ReplayPage>

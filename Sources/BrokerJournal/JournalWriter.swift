@@ -27,6 +27,7 @@ final class JournalWriter: @unchecked Sendable {
     private var pending: [Request] = []
     private var accepting = true
     private var onStopped: (@Sendable () -> Void)?
+    private var completionRunEnded: (@Sendable () -> Void)?
 
     // Writer thread only.
     private let pool: DatabasePool
@@ -54,12 +55,20 @@ final class JournalWriter: @unchecked Sendable {
         thread.start()
     }
 
+    func onCompletionRunEnded(_ handler: @escaping @Sendable () -> Void) {
+        condition.lock()
+        completionRunEnded = handler
+        condition.unlock()
+    }
+
     /// Queues a request; never blocks beyond a short lock.
     func submit(_ request: Request) {
         condition.lock()
         guard accepting else {
+            let runEnded = completionRunEnded
             condition.unlock()
             Self.fail(request, .closed, lastOffset: 0)
+            runEnded?()
             return
         }
         pending.append(request)
@@ -86,12 +95,13 @@ final class JournalWriter: @unchecked Sendable {
             swap(&pending, &taken)
             let finished = !accepting && taken.isEmpty
             let stopped = finished ? onStopped : nil
+            let runEnded = completionRunEnded
             condition.unlock()
             if finished {
                 stopped?()
                 return
             }
-            process(taken)
+            process(taken, runEnded: runEnded)
             taken.removeAll(keepingCapacity: true)
             pruneIfDue()
         }
@@ -104,11 +114,13 @@ final class JournalWriter: @unchecked Sendable {
         return Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) * 1e-18)
     }
 
-    private func process(_ requests: [Request]) {
+    /// Commits `requests` group by group; `runEnded` follows each group's completions.
+    private func process(_ requests: [Request], runEnded: (@Sendable () -> Void)?) {
         var start = 0
         while start < requests.count {
             if case .clear(let filter, let completion) = requests[start] {
                 completion(clear(filter))
+                runEnded?()
                 start += 1
                 continue
             }
@@ -122,6 +134,7 @@ final class JournalWriter: @unchecked Sendable {
                 end += 1
             }
             commit(requests[start..<end])
+            runEnded?()
             start = end
         }
     }

@@ -21,6 +21,7 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     private var lastOffset: UInt64 = 0
     private var topics: [String: TopicState] = [:]
     private var prunedMessages = 0
+    private var completionRunEnded: (@Sendable () -> Void)?
 
     private struct TopicState {
         var records: [RetainedRecord] = []
@@ -41,6 +42,7 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
 
     public func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void) {
         queue.async { [self] in
+            defer { completionRunEnded?() }
             guard !isClosed else { return completion(.failure(.closed)) }
             lastOffset += 1
             let record = RetainedRecord(
@@ -61,7 +63,14 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     }
 
     public func snapshot(completion: @escaping @Sendable (UInt64) -> Void) {
-        queue.async { [self] in completion(lastOffset) }
+        queue.async { [self] in
+            completion(lastOffset)
+            completionRunEnded?()
+        }
+    }
+
+    public func onCompletionRunEnded(_ handler: @escaping @Sendable () -> Void) {
+        queue.sync { completionRunEnded = handler }
     }
 
     public func replayPage(_ query: ReplayQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ReplayPage> {

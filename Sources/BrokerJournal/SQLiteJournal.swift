@@ -87,6 +87,10 @@ public final class SQLiteJournal: Journal {
         writer.submit(.snapshot(completion))
     }
 
+    public func onCompletionRunEnded(_ handler: @escaping @Sendable () -> Void) {
+        writer.onCompletionRunEnded(handler)
+    }
+
     public func replayPage(_ query: ReplayQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ReplayPage> {
         read(on: eventLoop) { db in try JournalQueries.replayPage(query, db) }
     }

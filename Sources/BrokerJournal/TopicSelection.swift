@@ -33,7 +33,7 @@ struct TopicSelection {
     /// The levels before the first wildcard level, joined; nil when the first level is one.
     static func literalPrefix(of filter: String) -> String? {
         var literal: [Substring] = []
-        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+        for level in Topic.levels(of: filter) {
             if level == "+" || level == "#" { break }
             literal.append(level)
         }

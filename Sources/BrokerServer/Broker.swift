@@ -10,6 +10,8 @@ final class Broker: Sendable {
     let configuration: BrokerConfiguration
     let journal: any Journal
     let shards: [FanoutShard]
+    /// Where journal completions stage their hand-offs to the loops.
+    let outbox: JournalOutbox
     let logger: Logger
     let requestLimits: RequestLimits
     private let sessionCounter = NIOLockedValueBox<UInt64>(0)
@@ -18,7 +20,10 @@ final class Broker: Sendable {
     init(configuration: BrokerConfiguration, journal: any Journal, eventLoops: [any EventLoop], logger: Logger) {
         self.configuration = configuration
         self.journal = journal
-        self.shards = eventLoops.map { FanoutShard(eventLoop: $0) }
+        self.shards = eventLoops.enumerated().map { FanoutShard(eventLoop: $1, position: $0) }
+        let outbox = JournalOutbox(mailboxes: shards.map(\.mailbox))
+        self.outbox = outbox
+        journal.onCompletionRunEnded { outbox.post() }
         self.logger = logger
         self.requestLimits = RequestLimits(maxTopicBytes: configuration.maxTopicBytes)
     }
@@ -56,11 +61,11 @@ final class Broker: Sendable {
         }
     }
 
-    /// Hands `message` to every shard from the journal writer thread, through the loops'
-    /// mailboxes (one task per loop per group commit rather than per message). Called in offset
-    /// order, so every loop receives retained messages in offset order.
+    /// Hands `message` to every shard from a journal completion, through the outbox (one post
+    /// per loop per group commit). Called in offset order, so every loop receives retained
+    /// messages in offset order.
     func fanOutFromWriter(_ message: OutboundMessage) {
-        for shard in shards { shard.mailbox.post(.deliver(message)) }
+        outbox.deliverEverywhere(message)
     }
 
     /// Hands `message` to every shard from an event loop: directly to the caller's own loop,

@@ -10,6 +10,8 @@ import NIOCore
 /// event-loop tick, so a busy subscriber gets many frames per `writev`.
 final class FanoutShard: @unchecked Sendable {
     let eventLoop: any EventLoop
+    /// Position in the broker's list of shards.
+    let position: Int
     private let index = TopicTrie<WebSocketConnection>()
     /// Every open connection on this loop, for keepalive sweeps and shutdown.
     private(set) var connections: [WebSocketConnection] = []
@@ -24,8 +26,9 @@ final class FanoutShard: @unchecked Sendable {
 
     var subscriptionCount: Int { index.count }
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, position: Int) {
         self.eventLoop = eventLoop
+        self.position = position
         self.mailbox = LoopMailbox(eventLoop: eventLoop) { [unowned self] message in self.deliver(message) }
     }
 
@@ -66,6 +69,7 @@ final class FanoutShard: @unchecked Sendable {
     /// Writes `message` to every connection on this loop with a matching subscription.
     func deliver(_ message: OutboundMessage) {
         eventLoop.assertInEventLoop()
+        guard index.count > 0 else { return }
         deliverySequence &+= 1
         let sequence = deliverySequence
         index.forEachMatch(message.levels) { connection in

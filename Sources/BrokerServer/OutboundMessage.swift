@@ -17,7 +17,7 @@ struct OutboundMessage: Sendable {
         replay: Bool = false, allocator: ByteBufferAllocator
     ) {
         self.topic = topic
-        self.levels = levels ?? topic.split(separator: "/", omittingEmptySubsequences: false)
+        self.levels = levels ?? Topic.levels(of: topic)
         self.offset = offset
         self.frame = Self.encodeFrame(
             topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, allocator: allocator)

@@ -1,3 +1,5 @@
+import BrokerProtocol
+
 /// A subscription index: topic filters in a trie keyed by level, so that matching a published
 /// name walks only the branches that can match (its literal levels, `+` and `#`).
 ///
@@ -24,7 +26,7 @@ final class TopicTrie<Subscriber: AnyObject> {
     /// caller's mistake; the connection keeps its own set of filters to avoid it.
     func insert(_ filter: String, _ subscriber: Subscriber) {
         var node = root
-        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+        for level in Topic.levels(of: filter) {
             if level == "#" {
                 node.hashSubscribers.append(subscriber)
                 count += 1
@@ -48,7 +50,7 @@ final class TopicTrie<Subscriber: AnyObject> {
     /// Removes `subscriber` from `filter`, pruning branches that became empty.
     @discardableResult
     func remove(_ filter: String, _ subscriber: Subscriber) -> Bool {
-        let levels = filter.split(separator: "/", omittingEmptySubsequences: false)
+        let levels = Topic.levels(of: filter)
         let removed = remove(levels[...], subscriber, from: root)
         if removed { count -= 1 }
         return removed

@@ -43,10 +43,11 @@ extension WebSocketConnection {
         guard state == .open else { return }
         replay = job
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
-        let mailbox = shard.mailbox!
-        // Through the mailbox, behind every retained message the writer handed this loop first.
+        let outbox = broker.outbox
+        let shardIndex = shard.position
+        // Through the outbox, behind every retained message the writer handed this loop first.
         broker.journal.snapshot { highWater in
-            mailbox.post(.run { connection.value.replaySnapshotTaken(highWater) })
+            outbox.complete(onShard: shardIndex, .run { connection.value.replaySnapshotTaken(highWater) })
         }
     }
 

@@ -54,34 +54,34 @@ extension WebSocketConnection {
         }
         let broker = self.broker
         let allocator = self.allocator
-        let mailbox = shard.mailbox!
+        let shardIndex = shard.position
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         journalRequestsInFlight += 1
         if retain {
             // The journal runs completions on its writer, in the order requested: fan out from
             // there so every loop receives retained messages in offset order; the ack follows
-            // through this loop's mailbox, after the fan-out.
-            let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
+            // through the outbox, after the fan-out.
+            let levels = Topic.levels(of: topic)
             let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
             broker.journal.append(entry) { result in
                 if case .success(let offset) = result {
                     broker.fanOutFromWriter(OutboundMessage(
                         topic: topic, levels: levels, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
                 }
-                mailbox.post(.run { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) })
+                broker.outbox.complete(onShard: shardIndex, .journalRequestCompleted(connection, id, result.map(Optional.some)))
             }
         } else {
             // A retained publish of ours is still being committed: queue behind it on the writer.
             let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
             broker.journal.snapshot { _ in
                 broker.fanOutFromWriter(message)
-                mailbox.post(.run { connection.value.journalRequestCompleted(.success(nil), id: id) })
+                broker.outbox.complete(onShard: shardIndex, .journalRequestCompleted(connection, id, .success(nil)))
             }
         }
     }
 
     /// A publish that went through the journal writer has been fanned out (or failed).
-    private func journalRequestCompleted(_ result: Result<UInt64?, JournalError>, id: RequestID?) {
+    func journalRequestCompleted(_ result: Result<UInt64?, JournalError>, id: RequestID?) {
         journalRequestsInFlight -= 1
         switch result {
         case .success(let offset):
