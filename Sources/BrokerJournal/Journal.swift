@@ -33,6 +33,35 @@ public struct JournalEntry: Sendable {
     }
 }
 
+/// A retained publish handed to the journal as an object of the caller's: the journal reads the
+/// message from it and calls `completed` once, after the commit, on the completion thread. The
+/// caller decides where the object is finally released: the broker lets it go on the event loop
+/// that allocated it (with its payload), not on the writer, which keeps frees off the writer's
+/// hot loop and out of another thread's malloc arena.
+public protocol JournalAppendRequest: AnyObject, Sendable {
+    var topic: String { get }
+    /// Raw JSON text for text messages, opaque bytes for binary ones.
+    var payload: ByteBuffer { get }
+    var isBinary: Bool { get }
+    func completed(_ result: Result<UInt64, JournalError>)
+}
+
+/// `append(entry, completion:)`'s request: the entry and a closure.
+final class ClosureAppendRequest: JournalAppendRequest {
+    let entry: JournalEntry
+    let completion: @Sendable (Result<UInt64, JournalError>) -> Void
+
+    init(_ entry: JournalEntry, _ completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void) {
+        self.entry = entry
+        self.completion = completion
+    }
+
+    var topic: String { entry.topic }
+    var payload: ByteBuffer { entry.payload }
+    var isBinary: Bool { entry.isBinary }
+    func completed(_ result: Result<UInt64, JournalError>) { completion(result) }
+}
+
 /// Which retained messages a subscription asks for (PROTOCOL.md "Subscribe replay").
 public enum ReplaySelection: Sendable, Equatable {
     /// The newest N messages of every matching topic.
@@ -131,8 +160,8 @@ public protocol Journal: AnyObject, Sendable {
     /// Names this journal; changes only when the journal is created anew.
     var epoch: String { get }
 
-    /// Appends a retained message; completes with its offset once committed.
-    func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void)
+    /// Appends a retained message; calls `request.completed` with its offset once committed.
+    func append(_ request: any JournalAppendRequest)
 
     /// Completes with the highest committed offset, in request order with append completions.
     func snapshot(completion: @escaping @Sendable (UInt64) -> Void)
@@ -158,4 +187,11 @@ public protocol Journal: AnyObject, Sendable {
 
     /// Commits what is pending, stops the writer and releases the data directory.
     func close() async
+}
+
+extension Journal {
+    /// Appends a retained message; completes with its offset once committed.
+    public func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void) {
+        append(ClosureAppendRequest(entry, completion))
+    }
 }

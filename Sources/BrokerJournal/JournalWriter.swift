@@ -18,7 +18,9 @@ import NIOCore
 /// the submitting thread.
 final class JournalWriter: @unchecked Sendable {
     enum Request {
-        case append(JournalEntry, @Sendable (Result<UInt64, JournalError>) -> Void)
+        /// An object, so that the writer's passes over the queue (commit, then completions) copy
+        /// one reference instead of the message's fields.
+        case append(any JournalAppendRequest)
         case snapshot(@Sendable (UInt64) -> Void)
         case clear(String, @Sendable (Result<Int, JournalError>) -> Void)
     }
@@ -162,21 +164,22 @@ final class JournalWriter: @unchecked Sendable {
                     defer { sqlite3_clear_bindings(statement) }
                     sqlite3_bind_int64(statement, 5, now)
                     for index in group.indices {
-                        guard case .append(let entry, _) = group[index] else { continue }
+                        guard case .append(let entry) = group[index] else { continue }
+                        let topic = entry.topic, payload = entry.payload
                         next.lastOffset += 1
                         let topicID: Int64
-                        if let lastTopic, lastTopic.name == entry.topic {
+                        if let lastTopic, lastTopic.name == topic {
                             topicID = lastTopic.id
                         } else {
-                            topicID = try self.topicID(for: entry.topic, db)
-                            lastTopic = (entry.topic, topicID)
-                            pruner.noteAppend(topicID: topicID, name: entry.topic)
+                            topicID = try self.topicID(for: topic, db)
+                            lastTopic = (topic, topicID)
+                            pruner.noteAppend(topicID: topicID, name: topic)
                         }
                         sqlite3_bind_int64(statement, 1, Int64(bitPattern: next.lastOffset))
                         sqlite3_bind_int64(statement, 2, topicID)
                         sqlite3_bind_int(statement, 4, entry.isBinary ? 1 : 0)
-                        let length = entry.payload.readableBytes
-                        let code = entry.payload.withUnsafeReadableBytes { bytes -> CInt in
+                        let length = payload.readableBytes
+                        let code = payload.withUnsafeReadableBytes { bytes -> CInt in
                             if let base = bytes.baseAddress, length > 0 {
                                 sqlite3_bind_blob(statement, 3, base, CInt(length), nil)  // nil = SQLITE_STATIC
                             } else {
@@ -207,12 +210,12 @@ final class JournalWriter: @unchecked Sendable {
         var offset = first
         for index in group.indices {
             switch group[index] {
-            case .append(_, let completion):
+            case .append(let append):
                 if let failure {
-                    completion(.failure(failure))
+                    append.completed(.failure(failure))
                 } else {
                     offset += 1
-                    completion(.success(offset))
+                    append.completed(.success(offset))
                 }
             case .snapshot(let completion):
                 completion(offset)
@@ -310,7 +313,7 @@ final class JournalWriter: @unchecked Sendable {
 
     private static func fail(_ request: Request, _ error: JournalError, lastOffset: UInt64) {
         switch request {
-        case .append(_, let completion): completion(.failure(error))
+        case .append(let append): append.completed(.failure(error))
         case .snapshot(let completion): completion(lastOffset)
         case .clear(_, let completion): completion(.failure(error))
         }

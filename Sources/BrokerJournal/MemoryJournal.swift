@@ -40,10 +40,10 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
         self.clock = clock
     }
 
-    public func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void) {
+    public func append(_ entry: any JournalAppendRequest) {
         queue.async { [self] in
             defer { completionRunEnded?() }
-            guard !isClosed else { return completion(.failure(.closed)) }
+            guard !isClosed else { return entry.completed(.failure(.closed)) }
             lastOffset += 1
             let record = RetainedRecord(
                 offset: lastOffset, topic: entry.topic, payload: entry.payload,
@@ -58,7 +58,7 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
                 prunedMessages += excess
             }
             topics[entry.topic] = topic
-            completion(.success(lastOffset))
+            entry.completed(.success(lastOffset))
         }
     }
 

@@ -79,8 +79,8 @@ public final class SQLiteJournal: Journal {
         return journal
     }
 
-    public func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void) {
-        writer.submit(.append(entry, completion))
+    public func append(_ request: any JournalAppendRequest) {
+        writer.submit(.append(request))
     }
 
     public func snapshot(completion: @escaping @Sendable (UInt64) -> Void) {

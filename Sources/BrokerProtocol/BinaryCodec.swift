@@ -61,6 +61,20 @@ public enum BinaryCodec {
         buffer.writeBuffer(&payload)
     }
 
+    /// Writes a retained binary `message` body with a zero offset and returns where the offset
+    /// is, for `setOffset` once it is known.
+    public static func encodeMessageAwaitingOffset(topic: String, payload: ByteBuffer, into buffer: inout ByteBuffer) -> Int {
+        buffer.writeInteger(messageKind)
+        buffer.writeInteger(offsetFlag)
+        buffer.writeInteger(UInt16(truncatingIfNeeded: topic.utf8.count))
+        buffer.writeString(topic)
+        let offsetIndex = buffer.writerIndex
+        buffer.writeInteger(UInt64(0))
+        var payload = payload
+        buffer.writeBuffer(&payload)
+        return offsetIndex
+    }
+
     /// Writes a binary publish body (kind 0x01), as a client sends it.
     public static func encodePublish(
         topic: String, payload: ByteBuffer, retain: Bool, ackID: UInt32?, into buffer: inout ByteBuffer

@@ -16,10 +16,24 @@ public enum ServerFrame {
         _ opcode: Opcode, rsv1: Bool = false, allocator: ByteBufferAllocator, bodyCapacity: Int,
         writeBody: (inout ByteBuffer) -> Void
     ) -> ByteBuffer {
+        var buffer = begin(allocator: allocator, bodyCapacity: bodyCapacity)
+        writeBody(&buffer)
+        finish(&buffer, opcode, rsv1: rsv1)
+        return buffer
+    }
+
+    /// A buffer whose readable bytes will be a frame's body, with room for the header in front.
+    /// Write the body, then call `finish`. (`encode` does both; the split serves bodies that are
+    /// completed on another thread, such as a retained message waiting for its offset.)
+    public static func begin(allocator: ByteBufferAllocator, bodyCapacity: Int) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: maxHeaderBytes + bodyCapacity)
         buffer.moveWriterIndex(forwardBy: maxHeaderBytes)
         buffer.moveReaderIndex(forwardBy: maxHeaderBytes)
-        writeBody(&buffer)
+        return buffer
+    }
+
+    /// Writes the header in front of the body that `begin`'s buffer now holds.
+    public static func finish(_ buffer: inout ByteBuffer, _ opcode: Opcode, rsv1: Bool = false) {
         let length = buffer.readableBytes
         let headerBytes = length < 126 ? 2 : (length <= Int(UInt16.max) ? 4 : 10)
         let start = maxHeaderBytes - headerBytes
@@ -35,7 +49,6 @@ public enum ServerFrame {
             buffer.setInteger(UInt64(length), at: start + 2)
         }
         buffer.moveReaderIndex(to: start)
-        return buffer
     }
 
     /// A frame carrying `payload` as it is (control frames, echoed data).

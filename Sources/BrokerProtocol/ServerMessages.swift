@@ -94,6 +94,23 @@ public enum ServerMessageEncoder {
         buffer.writeStaticString("}")
     }
 
+    /// A retained `message` up to its offset: `{"op":"message",...,"offset":` (the offset comes
+    /// last, so it can be appended once known). `finishMessage` completes it.
+    public static func messageAwaitingOffset(topic: String, data: ByteBuffer, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString(#"{"op":"message","topic":"#)
+        buffer.writeJSONString(topic)
+        buffer.writeStaticString(#","data":"#)
+        var data = data
+        buffer.writeBuffer(&data)
+        buffer.writeStaticString(#","offset":"#)
+    }
+
+    /// Completes what `messageAwaitingOffset` began.
+    public static func finishMessage(offset: UInt64, into buffer: inout ByteBuffer) {
+        buffer.writeDecimal(offset)
+        buffer.writeStaticString("}")
+    }
+
     static func writeID(_ id: RequestID?, into buffer: inout ByteBuffer) {
         guard let id else { return }
         buffer.writeStaticString(#","id":"#)

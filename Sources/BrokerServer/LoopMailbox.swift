@@ -16,6 +16,8 @@ final class LoopMailbox: Sendable {
         /// A publish that went through the journal writer is done (an item, not a closure: one
         /// fewer allocation per retained publish).
         case journalRequestCompleted(NIOLoopBound<WebSocketConnection>, RequestID?, Result<UInt64?, JournalError>)
+        /// A retained publish is committed (or failed); released here, on its own loop.
+        case retainedPublished(RetainedPublication, Result<UInt64, JournalError>)
         case run(@Sendable () -> Void)
     }
 
@@ -76,6 +78,8 @@ final class LoopMailbox: Sendable {
             case .deliver(let message): deliver(message)
             case .journalRequestCompleted(let connection, let id, let result):
                 connection.value.journalRequestCompleted(result, id: id)
+            case .retainedPublished(let publication, let result):
+                publication.connection.value.journalRequestCompleted(result.map(Optional.some), id: publication.id)
             case .run(let body): body()
             }
         }

@@ -3,14 +3,25 @@ import NIOCore
 
 /// A publish ready for delivery: encoded once into a complete WebSocket frame that every
 /// subscriber's connection writes as it is (the buffer's storage is shared, never copied).
-struct OutboundMessage: Sendable {
-    var topic: String
+///
+/// A class, immutable: every event loop and mailbox holds the same instance, so handing it on
+/// costs one reference count (on one cache line) instead of one per field.
+final class OutboundMessage: Sendable {
+    let topic: String
     /// Levels of `topic`, split once per publish for trie matching on every event loop.
-    var levels: [Substring]
+    let levels: [Substring]
     /// Journal offset for retained messages.
-    var offset: UInt64?
+    let offset: UInt64?
     /// The complete frame: header and body.
-    var frame: ByteBuffer
+    let frame: ByteBuffer
+
+    /// A message whose frame is already encoded.
+    init(topic: String, levels: [Substring], offset: UInt64?, frame: ByteBuffer) {
+        self.topic = topic
+        self.levels = levels
+        self.offset = offset
+        self.frame = frame
+    }
 
     init(
         topic: String, levels: [Substring]? = nil, payload: ByteBuffer, isBinary: Bool, offset: UInt64?,

@@ -52,25 +52,17 @@ extension WebSocketConnection {
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
             return
         }
-        let broker = self.broker
-        let allocator = self.allocator
-        let shardIndex = shard.position
-        let connection = NIOLoopBound(self, eventLoop: eventLoop)
         journalRequestsInFlight += 1
         if retain {
-            // The journal runs completions on its writer, in the order requested: fan out from
-            // there so every loop receives retained messages in offset order; the ack follows
-            // through the outbox, after the fan-out.
-            let levels = Topic.levels(of: topic)
-            let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
-            broker.journal.append(entry) { result in
-                if case .success(let offset) = result {
-                    broker.fanOutFromWriter(OutboundMessage(
-                        topic: topic, levels: levels, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
-                }
-                broker.outbox.complete(onShard: shardIndex, .journalRequestCompleted(connection, id, result.map(Optional.some)))
-            }
+            // The journal runs completions on its writer, in the order requested: the
+            // publication fans out from there so every loop receives retained messages in offset
+            // order; the ack follows through the outbox, after the fan-out.
+            broker.journal.append(RetainedPublication(
+                topic: topic, payload: payload, isBinary: isBinary, id: id, connection: self, allocator: allocator))
         } else {
+            let broker = self.broker
+            let shardIndex = shard.position
+            let connection = NIOLoopBound(self, eventLoop: eventLoop)
             // A retained publish of ours is still being committed: queue behind it on the writer.
             let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
             broker.journal.snapshot { _ in

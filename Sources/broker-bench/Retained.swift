@@ -236,7 +236,9 @@ final class RetainedPublisher: WSClientDelegate {
 
     func ready(_ client: WSClient) {}
 
-    func pump() {
+    /// Sends up to the window; `flush: false` from `received`, where the client flushes once at
+    /// the end of the read burst (a flush per ack cost a write syscall per message).
+    func pump(flush: Bool = true) {
         while sent < total, sent - acked < window {
             let seq = sent
             let topic = topics[seq % topics.count]
@@ -258,7 +260,7 @@ final class RetainedPublisher: WSClientDelegate {
             sendTimes[seq] = nowNanos()
             sent += 1
         }
-        client.flush()
+        if flush { client.flush() }
     }
 
     func received(_ client: WSClient, payload: ByteBuffer, isBinary: Bool) {
@@ -275,7 +277,7 @@ final class RetainedPublisher: WSClientDelegate {
         if acked == total {
             run.publisherFinished()
         } else if sent < total {
-            pump()
+            pump(flush: false)
         }
     }
 

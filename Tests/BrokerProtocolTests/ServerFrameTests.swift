@@ -147,3 +147,41 @@ struct ServerFrameTests {
         }
     }
 }
+
+@Suite("Retained message frames completed after their offset is known")
+struct AwaitingOffsetFrameTests {
+    static let allocator = ByteBufferAllocator()
+
+    /// (topic, payload length, offset): lengths around the 7-bit/16-bit header boundary, offsets
+    /// of every width.
+    static let cases: [(String, Int, UInt64)] = [
+        ("a", 0, 1), ("sensors/a/temp", 60, 9), ("sensors/a/temp", 70, 1_000_000),
+        ("t/ü/€", 80, UInt64.max), ("x", 200, 42), ("long/topic/name/with/levels", 70_000, 123_456_789),
+    ]
+
+    @Test("text: begin, messageAwaitingOffset, finishMessage, finish == encode in one go", arguments: cases)
+    func text(topic: String, length: Int, offset: UInt64) {
+        let data = ByteBuffer(string: "\"" + String(repeating: "d", count: length) + "\"")
+        var pending = ServerFrame.begin(allocator: Self.allocator, bodyCapacity: 16)
+        ServerMessageEncoder.messageAwaitingOffset(topic: topic, data: data, into: &pending)
+        ServerMessageEncoder.finishMessage(offset: offset, into: &pending)
+        ServerFrame.finish(&pending, .text)
+        let whole = ServerFrame.encode(.text, allocator: Self.allocator, bodyCapacity: 16) {
+            ServerMessageEncoder.message(topic: topic, data: data, offset: offset, replay: false, into: &$0)
+        }
+        #expect(pending == whole)
+    }
+
+    @Test("binary: the offset set in place == encode in one go", arguments: cases)
+    func binary(topic: String, length: Int, offset: UInt64) {
+        let payload = ByteBuffer(bytes: (0..<length).map { UInt8(truncatingIfNeeded: $0) })
+        var pending = ServerFrame.begin(allocator: Self.allocator, bodyCapacity: 16)
+        let at = BinaryCodec.encodeMessageAwaitingOffset(topic: topic, payload: payload, into: &pending)
+        pending.setInteger(offset, at: at)
+        ServerFrame.finish(&pending, .binary)
+        let whole = ServerFrame.encode(.binary, allocator: Self.allocator, bodyCapacity: 16) {
+            BinaryCodec.encodeMessage(topic: topic, payload: payload, offset: offset, replay: false, into: &$0)
+        }
+        #expect(pending == whole)
+    }
+}

@@ -251,6 +251,20 @@ struct TopicTests {
         #expect(Topic.isWildcard(filter) == expected)
     }
 
+    @Test(
+        "levels(of:) cuts at every slash, keeps empty levels, and never at a slash inside a character",
+        arguments: [
+            ("a", ["a"]), ("a/b/c", ["a", "b", "c"]), ("/", ["", ""]), ("a//b", ["a", "", "b"]),
+            ("/a/", ["", "a", ""]), ("", [""]), ("sensors/ü/€", ["sensors", "ü", "€"]),
+            // A combining mark after a slash: String.split would not cut there (one Character).
+            ("a/\u{301}b", ["a", "\u{301}b"]), ("+/#", ["+", "#"]),
+        ])
+    func levels(topic: String, expected: [String]) {
+        let levels = Topic.levels(of: topic)
+        #expect(levels.map { Array($0.utf8) } == expected.map { Array($0.utf8) })
+        #expect(levels.map(String.init).joined(separator: "/").utf8.elementsEqual(topic.utf8))
+    }
+
     static func validationResult(_ body: () throws(Topic.ValidationError) -> Void) -> Topic.ValidationError? {
         do {
             try body()
