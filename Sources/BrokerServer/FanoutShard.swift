@@ -23,6 +23,8 @@ final class FanoutShard: @unchecked Sendable {
     private(set) var mailbox: LoopMailbox!
 
     var subscriptionCount: Int { index.count }
+    /// Traffic figures of this loop, summed by `BrokerMetrics`.
+    var counters = ShardCounters()
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
@@ -68,11 +70,14 @@ final class FanoutShard: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         deliverySequence &+= 1
         let sequence = deliverySequence
+        var delivered = 0
         index.forEachMatch(message.levels) { connection in
             guard connection.lastDeliverySequence != sequence else { return }
             connection.lastDeliverySequence = sequence
             connection.deliver(message)
+            delivered &+= 1
         }
+        if delivered > 0 { counters.delivered(message, count: delivered) }
     }
 
     /// Called by a connection that wrote without flushing; the flush runs once, after the tasks

@@ -46,35 +46,26 @@ extension WebSocketConnection {
     // MARK: Publish
 
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
+        shard.counters.published(isBinary: isBinary, retained: retain, bytes: payload.readableBytes)
         if !retain && journalRequestsInFlight == 0 {
             // The common case: fan out from here, at once.
             broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator))
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
             return
         }
-        let broker = self.broker
-        let allocator = self.allocator
         let mailbox = shard.mailbox!
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         journalRequestsInFlight += 1
         if retain {
-            // The journal runs completions on its writer, in the order requested: fan out from
-            // there so every loop receives retained messages in offset order; the ack follows
-            // through this loop's mailbox, after the fan-out.
-            let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
-            let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
-            broker.journal.append(entry) { result in
-                if case .success(let offset) = result {
-                    broker.fanOutFromWriter(OutboundMessage(
-                        topic: topic, levels: levels, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
-                }
+            // The journal runs completions on its writer, in the order requested, after the
+            // fan-out (Publisher.swift); the ack follows through this loop's mailbox.
+            broker.publishRetained(topic: topic, payload: payload, isBinary: isBinary, allocator: allocator) { result in
                 mailbox.post(.run { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) })
             }
         } else {
             // A retained publish of ours is still being committed: queue behind it on the writer.
             let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
-            broker.journal.snapshot { _ in
-                broker.fanOutFromWriter(message)
+            broker.publishLiveAfterJournal(message) {
                 mailbox.post(.run { connection.value.journalRequestCompleted(.success(nil), id: id) })
             }
         }
