@@ -282,7 +282,7 @@ import Testing
     }
 
     @Test func idleHTTPConnectionsAreClosed() async throws {
-        try await TestBroker.with(configure: { $0.httpIdleTimeout = .milliseconds(200) }) { broker in
+        try await TestBroker.with(configure: { $0.httpIdleTimeout = .milliseconds(500) }) { broker in
             let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelInitializer { channel in
@@ -291,14 +291,15 @@ import Testing
                     }
                 }
                 .connect(host: "127.0.0.1", port: broker.port).get()
-            // Half a request, then nothing (slowloris).
-            try await channel.writeAndFlush(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\n"))
+            // Half a request, then nothing (slowloris). On a loaded machine the broker may already
+            // have closed by the time this is written.
+            try? await channel.writeAndFlush(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\n"))
             let started = ContinuousClock.now
             for await _ in stream {}
-            #expect(ContinuousClock.now - started < .seconds(3))
+            #expect(ContinuousClock.now - started < .seconds(5))
             // Upgraded connections are not affected.
             let client = try await broker.client()
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(1_200))
             try await client.sendText(#"{"op":"ping","id":1}"#)
             guard case .pong = try await client.nextMessage() else {
                 Issue.record("the WebSocket connection did not survive the HTTP idle timeout")
