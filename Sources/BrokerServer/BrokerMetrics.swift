@@ -115,10 +115,14 @@ public final class BrokerMetrics: Sendable {
             }
     }
 
-    private func export(_ total: ShardCounters) {
+    private func export(_ collected: ShardCounters) {
         let factory = self.factory
         state.withLockedValue { state in
             let last = state.exported
+            // A scrape and the periodic export may collect concurrently and arrive out of order:
+            // never move a counter back (and then forward again, counting twice).
+            var total = collected
+            total.formMaximum(last)
             func advance(_ counter: Counter, _ now: Int, _ before: Int) {
                 if now > before { counter.increment(by: Int64(now - before)) }
             }

@@ -68,6 +68,25 @@ struct ShardCounters: Sendable {
         protocolErrors[code, default: 0] &+= 1
     }
 
+    /// The larger of each figure (counters only grow: of two totals collected concurrently, the
+    /// later one is larger in every field).
+    mutating func formMaximum(_ other: ShardCounters) {
+        connects = max(connects, other.connects)
+        for i in disconnects.indices { disconnects[i] = max(disconnects[i], other.disconnects[i]) }
+        for i in publishedMessages.indices {
+            publishedMessages[i] = max(publishedMessages[i], other.publishedMessages[i])
+            publishedBytes[i] = max(publishedBytes[i], other.publishedBytes[i])
+        }
+        deliveredTextMessages = max(deliveredTextMessages, other.deliveredTextMessages)
+        deliveredTextBytes = max(deliveredTextBytes, other.deliveredTextBytes)
+        deliveredBinaryMessages = max(deliveredBinaryMessages, other.deliveredBinaryMessages)
+        deliveredBinaryBytes = max(deliveredBinaryBytes, other.deliveredBinaryBytes)
+        replayedMessages = max(replayedMessages, other.replayedMessages)
+        for (code, count) in other.protocolErrors { protocolErrors[code] = max(protocolErrors[code] ?? 0, count) }
+        compressionInputBytes = max(compressionInputBytes, other.compressionInputBytes)
+        compressionOutputBytes = max(compressionOutputBytes, other.compressionOutputBytes)
+    }
+
     /// Adds another shard's figures (for totals).
     mutating func add(_ other: ShardCounters) {
         connects &+= other.connects
