@@ -193,6 +193,20 @@ import Testing
         for key in SettingKey.all { #expect(committed.contains("`\(key.name)`")) }
     }
 
+    @Test func theReferenceExamplesAreValid() throws {
+        let markdown = SettingsReference.markdown()
+        for (fence, name) in [("```yaml\n", "example.yaml"), ("```toml\n", "example.toml")] {
+            let start = try #require(markdown.range(of: fence))
+            let end = try #require(markdown.range(of: "```", range: start.upperBound..<markdown.endIndex))
+            let file = try write(String(markdown[start.upperBound..<end.lowerBound]), name)
+            #expect(SettingsLoader.check(file).isEmpty, "\(name): \(SettingsLoader.check(file))")
+            let settings = try SettingsLoader.resolve(configFile: file, environment: [:], flags: [])
+            #expect(settings.journal.durability == .full)
+            #expect(settings.server.maxBatchBytes == 4 << 20)
+            #expect(settings.resolvedServer.tls?.privateKeyPath == "/etc/broker/key.pem")
+        }
+    }
+
     @Test func jsonLogLines() throws {
         let line = JSONLogHandler.format(
             level: .notice, message: "retained \"messages\" cleared", metadata: ["filter": "a/#", "count": "3"], label: "broker",
