@@ -364,3 +364,73 @@ func eventually(timeout: Duration = .seconds(5), _ condition: () async throws ->
     }
     Issue.record("condition not met within \(timeout)")
 }
+
+/// A journal that refuses appends (500) and, when `stuck`, never answers through its writer
+/// (`/readyz` 503); everything else is a MemoryJournal's.
+final class BrokenJournal: Journal, @unchecked Sendable {
+    let inner = MemoryJournal()
+    let stuck: Bool
+    init(stuck: Bool) { self.stuck = stuck }
+    var epoch: String { inner.epoch }
+    func append(_ entry: JournalEntry, completion: @escaping @Sendable (Result<UInt64, JournalError>) -> Void) {
+        completion(.failure(.failed("disk full")))
+    }
+    func snapshot(completion: @escaping @Sendable (UInt64) -> Void) {
+        if !stuck { inner.snapshot(completion: completion) }
+    }
+    func replayPage(_ query: ReplayQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ReplayPage> {
+        inner.replayPage(query, on: eventLoop)
+    }
+    func prunedAfter(_ offset: UInt64, filter: String, on eventLoop: any EventLoop) -> EventLoopFuture<Bool> {
+        inner.prunedAfter(offset, filter: filter, on: eventLoop)
+    }
+    func clear(filter: String, on eventLoop: any EventLoop) -> EventLoopFuture<Int> { inner.clear(filter: filter, on: eventLoop) }
+    func stats(on eventLoop: any EventLoop) -> EventLoopFuture<JournalStats> { inner.stats(on: eventLoop) }
+    func close() async { await inner.close() }
+}
+
+@Suite struct HTTPJournalFailureTests {
+    @Test func aFailedAppendIs500() async throws {
+        try await TestBroker.with(journal: BrokenJournal(stuck: false)) { broker in
+            let response = try await HTTPTestClient.request(
+                "POST", "/api/publish?topic=a&retain=true", port: broker.port, headers: ["Content-Type: application/json"],
+                body: Array("1".utf8))
+            #expect(response.status == 500 && response.errorCode == "internal")
+            // A live message does not need the journal.
+            let live = try await HTTPTestClient.request(
+                "POST", "/api/publish?topic=a", port: broker.port, headers: ["Content-Type: application/json"], body: Array("1".utf8))
+            #expect(live.status == 200)
+        }
+    }
+
+    @Test func aJournalThatDoesNotAnswerIsNotReady() async throws {
+        try await TestBroker.with(journal: BrokenJournal(stuck: true)) { broker in
+            let response = try await HTTPTestClient.request("GET", "/readyz", port: broker.port)
+            #expect(response.status == 503 && response.errorCode == "not_ready")
+            #expect(try await HTTPTestClient.request("GET", "/healthz", port: broker.port).status == 200)
+        }
+    }
+
+    @Test func notReadyWhileDraining() async throws {
+        let broker = try await TestBroker.start(configure: { $0.shutdownGracePeriod = .seconds(3) })
+        let client = try await broker.client()
+        // An HTTP connection opened before the drain, used after the listener closed.
+        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RawWebSocketClient.Collector(continuation))
+                }
+            }
+            .connect(host: "127.0.0.1", port: broker.port).get()
+        let stopping = Task { await broker.stop() }
+        #expect(try await client.expectClose() == 1001)
+        try await channel.writeAndFlush(ByteBuffer(string: "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        var response = ByteBuffer()
+        for await var chunk in stream { response.writeBuffer(&chunk) }
+        #expect(HTTPTestClient.parse(String(buffer: response)).status == 503)
+        try await client.send(opcode: 0x8, payload: [0x03, 0xE9])
+        await stopping.value
+        await client.close()
+    }
+}
