@@ -10,8 +10,8 @@ import NIOHTTP1
 /// - `GET /healthz` — `ok` (text) while the process serves.
 /// - `GET /readyz` — 200 when listening and the journal writer answers, 503 otherwise.
 /// - `GET /metrics` — Prometheus text format.
-/// - `POST /api/publish?topic=T[&retain=true]` — one message; `POST /api/publish` with a JSON
-///   array — a batch.
+/// - `POST /api/publish?topic=T[&retain=true]` — one message; `POST /api/publish` (or
+///   `/api/publish/batch`) with a JSON array — a batch.
 /// - `GET /api/retained?topic=FILTER[&since=S][&limit=N]`, `DELETE /api/retained?topic=FILTER`.
 /// - `GET /api/stats`.
 ///
@@ -92,7 +92,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func bodyLimit(for head: HTTPRequestHead) -> Int {
         let (path, query) = Self.split(head.uri)
-        if head.method == .POST, path == "/api/publish", query["topic"] == nil {
+        if head.method == .POST, path == "/api/publish/batch" || (path == "/api/publish" && query["topic"] == nil) {
             return configuration.maxBatchBytes
         }
         return configuration.maxMessageBytes
@@ -139,11 +139,18 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         case (.POST, "/api/publish"):
             publish(head, query: query, body: body, context: context)
+        case (.POST, "/api/publish/batch"):
+            guard query["topic"] == nil else {
+                respondError(context, head, .badRequest, "bad_request", "a batch names its topics in its elements, not in the query")
+                return
+            }
+            publish(head, query: query, body: body, context: context)
         case (.GET, "/api/retained"):
             listRetained(head, query: query, context: context)
         case (.DELETE, "/api/retained"):
             clearRetained(head, query: query, context: context)
-        case (_, "/healthz"), (_, "/readyz"), (_, "/metrics"), (_, "/api/stats"), (_, "/api/publish"), (_, "/api/retained"):
+        case (_, "/healthz"), (_, "/readyz"), (_, "/metrics"), (_, "/api/stats"), (_, "/api/publish"), (_, "/api/publish/batch"),
+            (_, "/api/retained"):
             var headers = HTTPHeaders()
             headers.add(name: "Allow", value: Self.allowed[path] ?? "GET")
             respondError(context, head, .methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)", headers: headers)
@@ -162,7 +169,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private static let allowed = [
         "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET", "/api/stats": "GET",
-        "/api/publish": "POST", "/api/retained": "GET, DELETE",
+        "/api/publish": "POST", "/api/publish/batch": "POST", "/api/retained": "GET, DELETE",
     ]
 
     /// `Authorization: Bearer KEY` or `X-API-Key: KEY`, when a key is configured.

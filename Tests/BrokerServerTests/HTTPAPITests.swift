@@ -146,6 +146,15 @@ import Testing
             #expect(emptyBatch.status == 400)
             let plain = try await post("[]", json: false)
             #expect(plain.status == 415 && plain.errorCode == "bad_request")
+            // The same at /api/publish/batch (how docs/openapi.yaml names it).
+            let alias = try await HTTPTestClient.request(
+                "POST", "/api/publish/batch", port: broker.port, headers: ["Content-Type: application/json"],
+                body: Array(#"[{"topic":"c/1","data":1}]"#.utf8))
+            #expect(alias.status == 200 && alias.body == "{\"results\":[{}]}\n")
+            let aliasWithTopic = try await HTTPTestClient.request(
+                "POST", "/api/publish/batch?topic=c", port: broker.port, headers: ["Content-Type: application/json"],
+                body: Array(#"[{"topic":"c/1","data":1}]"#.utf8))
+            #expect(aliasWithTopic.status == 400)
             // Nothing of a refused batch was published.
             let stray = try? await client.nextMessage(timeout: .milliseconds(200))
             #expect(stray == nil)
