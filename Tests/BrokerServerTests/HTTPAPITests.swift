@@ -291,7 +291,8 @@ import Testing
     }
 
     @Test func idleHTTPConnectionsAreClosed() async throws {
-        try await TestBroker.with(configure: { $0.httpIdleTimeout = .milliseconds(500) }) { broker in
+        // Generous for a loaded machine: the timer also runs while an upgrade request is on its way.
+        try await TestBroker.with(configure: { $0.httpIdleTimeout = .seconds(2) }) { broker in
             let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelInitializer { channel in
@@ -305,10 +306,10 @@ import Testing
             try? await channel.writeAndFlush(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\n"))
             let started = ContinuousClock.now
             for await _ in stream {}
-            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(ContinuousClock.now - started < .seconds(10))
             // Upgraded connections are not affected.
             let client = try await broker.client()
-            try await Task.sleep(for: .milliseconds(1_200))
+            try await Task.sleep(for: .milliseconds(2_500))
             try await client.sendText(#"{"op":"ping","id":1}"#)
             guard case .pong = try await client.nextMessage() else {
                 Issue.record("the WebSocket connection did not survive the HTTP idle timeout")
