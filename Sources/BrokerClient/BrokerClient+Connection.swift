@@ -3,6 +3,7 @@ import HTTPTypes
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import WSClient
 import WSCompression
@@ -47,7 +48,8 @@ extension BrokerClient {
             let connectTask = Task {
                 do {
                     let frame = try await WebSocketClient.connect(
-                        url: self.url, configuration: self.webSocketConfiguration, logger: self.logger
+                        url: self.url, configuration: self.webSocketConfiguration,
+                        tlsConfiguration: self.tlsConfiguration, logger: self.logger
                     ) { inbound, outbound, _ in
                         if attempt.isAbandoned { return }
                         try await self.runConnection(inbound: inbound, outbound: outbound, attempt: attempt)
@@ -66,6 +68,14 @@ extension BrokerClient {
                 }
             }
         }
+    }
+
+    /// TLS for wss://: the system's trust store unless `trustedCertificatesFile` names others.
+    var tlsConfiguration: TLSConfiguration? {
+        guard let file = configuration.trustedCertificatesFile else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(file)
+        return tls
     }
 
     var webSocketConfiguration: WebSocketClientConfiguration {

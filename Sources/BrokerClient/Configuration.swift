@@ -24,6 +24,9 @@ extension BrokerClient {
         public var keepAlive: Duration? = .seconds(30)
         /// Bearer token sent as `Authorization: Bearer <token>` on the upgrade request.
         public var token: String?
+        /// PEM file of the certificates to trust for wss:// instead of the system's (a private CA
+        /// or a self-signed broker certificate). Nil uses the system's trust store.
+        public var trustedCertificatesFile: String?
         /// Called (on a client task; keep it short) for connection and subscription events.
         public var onEvent: (@Sendable (Event) -> Void)?
 

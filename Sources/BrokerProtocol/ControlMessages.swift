@@ -182,7 +182,7 @@ extension ControlRequest {
     }
 
     /// A publish target must be a valid name outside the broker's reserved `$` space.
-    static func validatePublishTopic(_ topic: String, limits: RequestLimits, id: RequestID?) throws(RequestError) {
+    public static func validatePublishTopic(_ topic: String, limits: RequestLimits, id: RequestID?) throws(RequestError) {
         do { try Topic.validateName(topic, maxBytes: limits.maxTopicBytes) } catch {
             throw RequestError(.invalidTopic, "invalid topic: \(error)", id: id)
         }

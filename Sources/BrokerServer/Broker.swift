@@ -14,10 +14,15 @@ final class Broker: Sendable {
     let outbox: JournalOutbox
     let logger: Logger
     let requestLimits: RequestLimits
+    let metrics: BrokerMetrics
     private let sessionCounter = NIOLockedValueBox<UInt64>(0)
     private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
-    init(configuration: BrokerConfiguration, journal: any Journal, eventLoops: [any EventLoop], logger: Logger) {
+    init(
+        configuration: BrokerConfiguration, journal: any Journal, eventLoops: [any EventLoop], logger: Logger,
+        metrics: BrokerMetrics = .disabled
+    ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.journal = journal
         self.shards = eventLoops.enumerated().map { FanoutShard(eventLoop: $1, position: $0) }
@@ -42,24 +47,6 @@ final class Broker: Sendable {
     }
 
     let startedAt = NIODeadline.now()
-
-    /// Figures for `GET /api/stats`, as a JSON object.
-    func stats(on eventLoop: any EventLoop) -> EventLoopFuture<String> {
-        let counts = shards.map { shard in
-            shard.eventLoop.submit { (shard.connections.count, shard.subscriptionCount) }
-        }
-        let uptime = (NIODeadline.now() - startedAt).nanoseconds / 1_000_000_000
-        let epoch = journal.epoch
-        return EventLoopFuture.whenAllSucceed(counts, on: eventLoop).and(journal.stats(on: eventLoop)).map { counts, journal in
-            let connections = counts.reduce(0) { $0 + $1.0 }
-            let subscriptions = counts.reduce(0) { $0 + $1.1 }
-            var json = #"{"connections":\#(connections),"subscriptions":\#(subscriptions),"uptimeSeconds":\#(uptime),"#
-            json += #""journal":{"epoch":"\#(epoch)","messages":\#(journal.messages),"topics":\#(journal.topics),"#
-            json += #""bytes":\#(journal.bytes),"firstOffset":\#(journal.firstOffset),"lastOffset":\#(journal.lastOffset),"#
-            json += #""prunedMessages":\#(journal.prunedMessages)}}"#
-            return json
-        }
-    }
 
     /// Hands `message` to every shard from a journal completion, through the outbox (one post
     /// per loop per group commit). Called in offset order, so every loop receives retained

@@ -35,5 +35,31 @@ public struct BrokerConfiguration: Sendable {
     /// Name and version announced in welcome.
     public var serverName = "swift-broker/0.1.0"
 
+    /// API key for the HTTP API (`/api/*`, `/metrics`): `Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`. Nil leaves the API open.
+    public var apiKey: String? = nil
+    /// Tokens accepted on WebSocket upgrades (`Authorization: Bearer TOKEN` or `?token=TOKEN`).
+    /// Empty leaves WebSocket connections open; otherwise the API key is accepted too.
+    public var clientTokens: [String] = []
+    /// Largest body of a batch publish (`POST /api/publish` with a JSON array).
+    public var maxBatchBytes = 8 << 20
+    /// Most messages in one batch publish.
+    public var maxBatchMessages = 1_000
+    /// A plain HTTP connection is closed when a request takes longer than this to arrive, or
+    /// when it stays idle this long between requests (slowloris guard).
+    public var httpIdleTimeout: TimeAmount = .seconds(30)
+    /// TLS: PEM certificate chain and private key; nil serves plain ws:// and http://.
+    public var tls: TLSFiles? = nil
+
+    /// Certificate and key files for TLS (wss://, https://).
+    public struct TLSFiles: Sendable, Equatable {
+        public var certificateChainPath: String
+        public var privateKeyPath: String
+        public init(certificateChainPath: String, privateKeyPath: String) {
+            self.certificateChainPath = certificateChainPath
+            self.privateKeyPath = privateKeyPath
+        }
+    }
+
     public init() {}
 }

@@ -1,9 +1,11 @@
 import BrokerJournal
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import ServiceLifecycle
 
@@ -19,17 +21,45 @@ public final class BrokerServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let ownsGroup: Bool
     private let listener = NIOLockedValueBox<(any Channel)?>(nil)
+    private let renderMetrics: (@Sendable () -> [UInt8])?
 
+    /// - Parameters:
+    ///   - metrics: where the broker's metrics go (default: nowhere).
+    ///   - renderMetrics: the exposition `GET /metrics` answers with (Prometheus text); nil
+    ///     answers 404.
     public init(
         configuration: BrokerConfiguration, journal: any Journal, logger: Logger,
-        eventLoopGroup: MultiThreadedEventLoopGroup? = nil
+        eventLoopGroup: MultiThreadedEventLoopGroup? = nil,
+        metrics: BrokerMetrics? = nil,
+        renderMetrics: (@Sendable () -> [UInt8])? = nil
     ) {
         self.configuration = configuration
         self.ownsGroup = eventLoopGroup == nil
         self.group = eventLoopGroup ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        self.renderMetrics = renderMetrics
         self.broker = Broker(
             configuration: configuration, journal: journal,
-            eventLoops: Array(group.makeIterator()), logger: logger)
+            eventLoops: Array(group.makeIterator()), logger: logger,
+            metrics: metrics ?? .disabled)
+    }
+
+    /// Exports the current figures to the metrics backend (also done on every scrape).
+    public func collectMetrics() async {
+        try? await broker.metrics.collect(broker, on: group.next()).get()
+    }
+
+    /// Checks that the TLS certificate and key load (to fail at startup, before listening).
+    public static func checkTLS(_ files: BrokerConfiguration.TLSFiles) throws {
+        _ = try makeTLSContext(files)
+    }
+
+    /// Loads the TLS certificate and key named in the configuration (TLS 1.2 or later).
+    static func makeTLSContext(_ files: BrokerConfiguration.TLSFiles) throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMFile(files.certificateChainPath).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: tls)
     }
 
     /// The port the listener is bound to, once started (useful with port 0).
@@ -41,6 +71,11 @@ public final class BrokerServer: Sendable {
     public func start() async throws {
         let configuration = self.configuration
         let broker = self.broker
+        let tlsContext = try configuration.tls.map(Self.makeTLSContext)
+        let hooks = ServerHooks(
+            isListening: { [listener] in listener.withLockedValue { $0?.isActive ?? false } },
+            renderMetrics: renderMetrics,
+            isAuthorizedUpgrade: { head in Self.isAuthorizedUpgrade(head, configuration) })
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -51,7 +86,10 @@ public final class BrokerServer: Sendable {
                 value: .init(low: configuration.maxOutboundBytes / 2, high: configuration.maxOutboundBytes))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.configurePipeline(channel, broker: broker)
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    }
+                    try Self.configurePipeline(channel, broker: broker, hooks: hooks)
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
@@ -63,11 +101,12 @@ public final class BrokerServer: Sendable {
         }
         broker.logger.info("listening", metadata: [
             "address": "\(channel.localAddress?.description ?? "?")", "path": "\(configuration.webSocketPath)",
+            "tls": "\(tlsContext != nil)",
             "eventLoops": "\(broker.shards.count)",
         ])
     }
 
-    static func configurePipeline(_ channel: any Channel, broker: Broker) throws {
+    static func configurePipeline(_ channel: any Channel, broker: Broker, hooks: ServerHooks) throws {
         let configuration = broker.configuration
         var webSocketPaths: Set<String> = [configuration.webSocketPath]
         if let echo = configuration.echoPath { webSocketPaths.insert(echo) }
@@ -76,8 +115,8 @@ public final class BrokerServer: Sendable {
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
-                let path = Self.path(of: head.uri)
-                return channel.eventLoop.makeSucceededFuture(paths.contains(path) ? HTTPHeaders() : nil)
+                let accept = paths.contains(Self.path(of: head.uri)) && hooks.isAuthorizedUpgrade(head)
+                return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
             },
             upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
@@ -86,7 +125,9 @@ public final class BrokerServer: Sendable {
                     let operations = channel.pipeline.syncOperations
                     let http = try operations.context(name: HTTPRequestHandler.name)
                     operations.removeHandler(context: http, promise: nil)
-                    try operations.addHandler(HeadWriter(), position: .first)
+                    // Behind TLS when there is TLS: frames written here must be encrypted.
+                    let tls = try? operations.handler(type: NIOSSLServerHandler.self)
+                    try operations.addHandler(HeadWriter(), position: tls.map { .after($0) } ?? .first)
                     let shard = broker.shard(for: channel.eventLoop)
                     try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode))
                 }
@@ -97,7 +138,19 @@ public final class BrokerServer: Sendable {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(
-            HTTPRequestHandler(broker: broker, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
+            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
+    }
+
+    /// Whether a WebSocket upgrade carries an accepted token (always, when no tokens are set).
+    static func isAuthorizedUpgrade(_ head: HTTPRequestHead, _ configuration: BrokerConfiguration) -> Bool {
+        guard !configuration.clientTokens.isEmpty else { return true }
+        let presented = bearerToken(head.headers) ?? HTTPRequestHandler.split(head.uri).query["token"]
+        guard let presented else { return false }
+        var accepted = false
+        for token in configuration.clientTokens + [configuration.apiKey].compactMap({ $0 }) {
+            accepted = constantTimeEquals(presented, token) || accepted
+        }
+        return accepted
     }
 
     static func path(of uri: String) -> String {

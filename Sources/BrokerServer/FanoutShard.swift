@@ -25,6 +25,8 @@ final class FanoutShard: @unchecked Sendable {
     private(set) var mailbox: LoopMailbox!
 
     var subscriptionCount: Int { index.count }
+    /// Traffic figures of this loop, summed by `BrokerMetrics`.
+    var counters = ShardCounters()
 
     init(eventLoop: any EventLoop, position: Int) {
         self.eventLoop = eventLoop
@@ -72,11 +74,14 @@ final class FanoutShard: @unchecked Sendable {
         guard index.count > 0 else { return }
         deliverySequence &+= 1
         let sequence = deliverySequence
+        var delivered = 0
         index.forEachMatch(message.levels) { connection in
             guard connection.lastDeliverySequence != sequence else { return }
             connection.lastDeliverySequence = sequence
             connection.deliver(message)
+            delivered &+= 1
         }
+        if delivered > 0 { counters.delivered(message, count: delivered) }
     }
 
     /// Called by a connection that wrote without flushing; the flush runs once, after the tasks

@@ -79,7 +79,7 @@ final class LoopMailbox: Sendable {
             case .journalRequestCompleted(let connection, let id, let result):
                 connection.value.journalRequestCompleted(result, id: id)
             case .retainedPublished(let publication, let result):
-                publication.connection.value.journalRequestCompleted(result.map(Optional.some), id: publication.id)
+                publication.acknowledge(result)
             case .run(let body): body()
             }
         }

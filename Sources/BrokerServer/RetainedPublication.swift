@@ -8,37 +8,45 @@ import NIOCore
 /// Built on the publisher's loop with its frame already encoded but for the offset (the offset
 /// comes last in a text message and sits at a fixed place in a binary one), so the writer's
 /// completion only appends the offset and the header. The completion stages the fan-out for
-/// every loop and this object for the publisher's loop, where the ack is sent and the object is
+/// every loop and this object for the requester's loop, where the ack is sent and the object is
 /// released, payload included, on the thread that allocated it.
 ///
 /// Thread use: the loop builds it and hands it to the journal (whose queue lock orders that
-/// before the writer's use); the writer alone touches `frame` after that; the publisher's loop
+/// before the writer's use); the writer alone touches `frame` after that; the requester's loop
 /// receives it back through the outbox.
 final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
+    /// Who waits for the commit.
+    enum Requester: Sendable {
+        /// A WebSocket connection, acked on its loop.
+        case connection(NIOLoopBound<WebSocketConnection>, RequestID?)
+        /// Another caller (the HTTP API); runs on the loop of the shard given at init.
+        case callback(@Sendable (Result<UInt64, JournalError>) -> Void)
+    }
+
     let topic: String
     let levels: [Substring]
     let payload: ByteBuffer
     let isBinary: Bool
-    let id: RequestID?
-    let connection: NIOLoopBound<WebSocketConnection>
+    let requester: Requester
     private let shardPosition: Int
-    private let outbox: JournalOutbox
+    private let broker: Broker
+    private let started: NIODeadline
     /// The frame up to its offset (text), or with a zero offset at `binaryOffsetIndex`.
     private var frame: ByteBuffer
     private var binaryOffsetIndex = 0
 
     init(
-        topic: String, payload: ByteBuffer, isBinary: Bool, id: RequestID?, connection: WebSocketConnection,
+        topic: String, payload: ByteBuffer, isBinary: Bool, requester: Requester, shardPosition: Int, broker: Broker,
         allocator: ByteBufferAllocator
     ) {
         self.topic = topic
         self.levels = Topic.levels(of: topic)
         self.payload = payload
         self.isBinary = isBinary
-        self.id = id
-        self.connection = NIOLoopBound(connection, eventLoop: connection.eventLoop)
-        self.shardPosition = connection.shard.position
-        self.outbox = connection.broker.outbox
+        self.requester = requester
+        self.shardPosition = shardPosition
+        self.broker = broker
+        self.started = .now()
         // Room for the longest offset and the closing brace.
         frame = ServerFrame.begin(allocator: allocator, bodyCapacity: payload.readableBytes + topic.utf8.count + 64)
         if isBinary {
@@ -50,6 +58,7 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
 
     /// On the journal's completion thread, in offset order.
     func completed(_ result: Result<UInt64, JournalError>) {
+        broker.metrics.journalAppended(after: .now() - started)
         if case .success(let offset) = result {
             if isBinary {
                 frame.setInteger(offset, at: binaryOffsetIndex)
@@ -58,8 +67,19 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
                 ServerMessageEncoder.finishMessage(offset: offset, into: &frame)
                 ServerFrame.finish(&frame, .text)
             }
-            outbox.deliverEverywhere(OutboundMessage(topic: topic, levels: levels, offset: offset, frame: frame))
+            broker.fanOutFromWriter(OutboundMessage(topic: topic, levels: levels, offset: offset, frame: frame))
         }
-        outbox.complete(onShard: shardPosition, .retainedPublished(self, result))
+        switch requester {
+        case .connection:
+            broker.outbox.complete(onShard: shardPosition, .retainedPublished(self, result))
+        case .callback(let callback):
+            broker.outbox.complete(onShard: shardPosition, .run { callback(result) })
+        }
+    }
+
+    /// Back on the requester's loop.
+    func acknowledge(_ result: Result<UInt64, JournalError>) {
+        guard case .connection(let connection, let id) = requester else { return }
+        connection.value.journalRequestCompleted(result.map(Optional.some), id: id)
     }
 }

@@ -98,6 +98,7 @@ extension WebSocketConnection {
                     offset: record.offset, replay: true, allocator: allocator))
                 job.cursor = record.offset
             }
+            shard.counters.replayedMessages &+= page.records.count
             replay = job
             if page.isLast || page.records.isEmpty {
                 finishReplay()

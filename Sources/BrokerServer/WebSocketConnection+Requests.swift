@@ -46,6 +46,7 @@ extension WebSocketConnection {
     // MARK: Publish
 
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
+        shard.counters.published(isBinary: isBinary, retained: retain, bytes: payload.readableBytes)
         if !retain && journalRequestsInFlight == 0 {
             // The common case: fan out from here, at once.
             broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator))
@@ -56,19 +57,17 @@ extension WebSocketConnection {
         if retain {
             // The journal runs completions on its writer, in the order requested: the
             // publication fans out from there so every loop receives retained messages in offset
-            // order; the ack follows through the outbox, after the fan-out.
-            broker.journal.append(RetainedPublication(
-                topic: topic, payload: payload, isBinary: isBinary, id: id, connection: self, allocator: allocator))
+            // order; the ack follows through the outbox, after the fan-out (Publisher.swift).
+            broker.publishRetained(RetainedPublication(
+                topic: topic, payload: payload, isBinary: isBinary,
+                requester: .connection(NIOLoopBound(self, eventLoop: eventLoop), id),
+                shardPosition: shard.position, broker: broker, allocator: allocator))
         } else {
-            let broker = self.broker
-            let shardIndex = shard.position
-            let connection = NIOLoopBound(self, eventLoop: eventLoop)
             // A retained publish of ours is still being committed: queue behind it on the writer.
             let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
-            broker.journal.snapshot { _ in
-                broker.fanOutFromWriter(message)
-                broker.outbox.complete(onShard: shardIndex, .journalRequestCompleted(connection, id, .success(nil)))
-            }
+            broker.publishLiveAfterJournal(
+                message, thenOnShard: shard.position,
+                .journalRequestCompleted(NIOLoopBound(self, eventLoop: eventLoop), id, .success(nil)))
         }
     }
 

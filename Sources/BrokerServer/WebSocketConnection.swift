@@ -38,6 +38,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     private var assembler: MessageAssembler
     private var needsFlush = false
     private var closeTimer: Scheduled<Void>?
+    /// Why the connection is ending, once known (for metrics).
+    var disconnectReason: DisconnectReason?
 
     // Fan-out bookkeeping, owned by the shard.
     var shardSlot = -1
@@ -85,6 +87,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)
+        shard.counters.connects &+= 1
         broker.logger.info("connection opened", metadata: [
             "session": "\(sessionID)", "peer": "\(context.channel.remoteAddress?.description ?? "?")",
         ])
@@ -106,6 +109,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         deferredRequests.removeAll()
         heldBack.removeAll()
         shard.remove(self)
+        shard.counters.disconnected(disconnectReason ?? .reset)
         broker.logger.info("connection closed", metadata: [
             "session": "\(sessionID)", "clean": "\(!wasOpen)",
         ])
@@ -194,6 +198,7 @@ final class WebSocketConnection: ChannelInboundHandler {
                 return
             }
             // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written.
+            if disconnectReason == nil { disconnectReason = .clientClose }
             var echoed = payload
             let code = echoed.readInteger(as: UInt16.self) ?? 1000
             state = .closed
@@ -228,6 +233,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     }
 
     func sendError(_ error: RequestError) {
+        shard.counters.protocolError(error.code.rawValue)
         broker.logger.debug("request refused", metadata: [
             "session": "\(sessionID)", "code": "\(error.code.rawValue)", "message": "\(error.message)",
         ])
@@ -256,6 +262,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     func close(code: UInt16, reason: String) {
         guard state == .open else { return }
         state = .closing
+        disconnectReason = DisconnectReason(closeCode: code, reason: reason)
+        if disconnectReason == .protocolError { shard.counters.protocolError("ws_\(code)") }
         replay = nil
         deferredRequests.removeAll()
         heldBack.removeAll()

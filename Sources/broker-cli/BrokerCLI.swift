@@ -68,6 +68,16 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds to wait for a connection or a reply.")
     var timeout: Double = 10
 
+    @Option(help: "Bearer token for a broker that requires one (default: $BROKER_TOKEN).")
+    var token: String?
+
+    @Option(
+        name: .customLong("ca-file"),
+        help: ArgumentHelp(
+            "PEM certificates to trust for wss:// instead of the system's, e.g. the broker's self-signed certificate (default: $BROKER_CA_FILE).",
+            valueName: "file"))
+    var caFile: String?
+
     var resolvedURL: String {
         url ?? Env.get("BROKER_URL") ?? BrokerCLI.defaultURL
     }
@@ -85,6 +95,8 @@ struct ConnectionOptions: ParsableArguments {
         configuration.compression = !noCompression
         configuration.requestTimeout = .milliseconds(Int64(timeout * 1000))
         configuration.onEvent = onEvent
+        configuration.token = token ?? Env.get("BROKER_TOKEN")
+        configuration.trustedCertificatesFile = caFile ?? Env.get("BROKER_CA_FILE")
         var logger = Logger(label: "broker-cli")
         logger.logLevel = .critical
         return BrokerClient(url: resolvedURL, configuration: configuration, logger: logger)

@@ -32,6 +32,9 @@ struct Retained: AsyncParsableCommand {
         @Option(help: "Data directory of a stopped broker (clears offline instead of over HTTP).")
         var dataDir: String?
 
+        @Option(help: "API key of the running broker's HTTP API, when it has one (default: $BROKER_AUTH_API_KEY).")
+        var apiKey: String?
+
         func run() async throws {
             let removed: Int
             if let dataDir {
@@ -67,6 +70,9 @@ struct Retained: AsyncParsableCommand {
             guard let endpoint = components?.url else { throw ValidationError("invalid --url \(url)") }
             var request = URLRequest(url: endpoint)
             request.httpMethod = "DELETE"
+            if let key = apiKey ?? ProcessInfo.processInfo.environment["BROKER_AUTH_API_KEY"], !key.isEmpty {
+                request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+            }
             let (body, response): (Data, URLResponse)
             do {
                 (body, response) = try await URLSession.shared.data(for: request)

@@ -1,6 +1,7 @@
 import BrokerProtocol
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A deliberately low-level WebSocket client for integration tests: it writes the upgrade
 /// request and every frame byte by byte, so tests can send what a real client library would
@@ -44,11 +45,17 @@ final class RawWebSocketClient: @unchecked Sendable {
     }
 
     /// Connects and performs the upgrade. `extraHeaders` lets tests offer extensions.
-    static func connect(port: Int, path: String = "/ws", extraHeaders: [String] = [], expectUpgrade: Bool = true) async throws -> RawWebSocketClient {
+    /// With `tls`, the connection speaks TLS first (wss://).
+    static func connect(
+        port: Int, path: String = "/ws", extraHeaders: [String] = [], expectUpgrade: Bool = true, tls: NIOSSLContext? = nil
+    ) async throws -> RawWebSocketClient {
         let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                    }
                     try channel.pipeline.syncOperations.addHandler(Collector(continuation))
                 }
             }

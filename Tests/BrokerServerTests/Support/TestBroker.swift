@@ -2,11 +2,14 @@ import BrokerJournal
 import BrokerServer
 import Logging
 import NIOCore
+import Prometheus
 
 /// Starts the real broker on an ephemeral port for one test and stops it afterwards.
 struct TestBroker {
     let server: BrokerServer
     let journal: any Journal
+    /// The broker's own metrics registry (what `GET /metrics` renders).
+    let registry: PrometheusCollectorRegistry
     var port: Int { server.port! }
     var url: String { "ws://127.0.0.1:\(port)/ws" }
 
@@ -20,9 +23,14 @@ struct TestBroker {
         configure(&configuration)
         var logger = Logger(label: "test-broker")
         logger.logLevel = .warning
-        let server = BrokerServer(configuration: configuration, journal: journal, logger: logger)
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets[BrokerMetrics.journalAppendLabel] = BrokerMetrics.journalAppendBuckets
+        let server = BrokerServer(
+            configuration: configuration, journal: journal, logger: logger,
+            metrics: BrokerMetrics(factory: factory), renderMetrics: { registry.emitToBuffer() })
         try await server.start()
-        return TestBroker(server: server, journal: journal)
+        return TestBroker(server: server, journal: journal, registry: registry)
     }
 
     /// Runs `body` against a fresh broker and always shuts it down.

@@ -1,0 +1,339 @@
+import BrokerJournal
+import BrokerProtocol
+import Logging
+import NIOCore
+
+/// The value of one setting, parsed according to its `SettingKey.Kind`.
+public enum SettingValue: Sendable, Equatable {
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case bool(Bool)
+    case list([String])
+}
+
+/// One setting: the single place that says its name, type, default, documentation and what it
+/// sets. The name is the key in configuration files (`retain.max-age` is `max-age` in a
+/// `retain` section or table); the flag and the environment variable are derived from it
+/// (`--retain-max-age`, `BROKER_RETAIN_MAX_AGE`).
+///
+/// To add a setting, add one entry to `all`: everything else (files, environment, flags,
+/// `--help`, `config check`, docs/configuration.md) follows.
+public struct SettingKey: Sendable {
+    public enum Kind: Sendable {
+        /// An integer within bounds.
+        case integer(ClosedRange<Int>)
+        /// A byte count: an integer, optionally with a KiB, MiB or GiB suffix.
+        case bytes(ClosedRange<Int>)
+        /// A number of seconds (fractions allowed), greater than zero.
+        case seconds
+        case string
+        case bool
+        /// One of the listed words.
+        case choice([String])
+        /// Several strings: a sequence in files, comma-separated in the environment, a repeated
+        /// flag on the command line.
+        case list
+    }
+
+    public let name: String
+    public let kind: Kind
+    /// What it is for, one or two sentences (shown by `--help` and in docs/configuration.md).
+    public let help: String
+    /// Placeholder for the value in `--help` and the docs.
+    public let valueName: String
+    let apply: @Sendable (inout BrokerSettings, SettingValue) throws(SettingProblem) -> Void
+    /// The current value, as it is written in a configuration file (empty when unset; a list's
+    /// elements one per line).
+    let read: @Sendable (BrokerSettings) -> String
+
+    /// `--retain-max-age` for `retain.max-age`.
+    public var flag: String { "--" + name.replacingOccurrences(of: ".", with: "-") }
+    /// `BROKER_RETAIN_MAX_AGE` for `retain.max-age`.
+    public var environmentVariable: String {
+        "BROKER_" + name.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_")
+    }
+    /// The default, as written in a configuration file (empty when unset by default).
+    public var defaultValue: String { read(BrokerSettings()) }
+
+    init(
+        _ name: String, _ kind: Kind, valueName: String? = nil, help: String,
+        apply: @escaping @Sendable (inout BrokerSettings, SettingValue) throws(SettingProblem) -> Void,
+        read: @escaping @Sendable (BrokerSettings) -> String
+    ) {
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.apply = apply
+        self.read = read
+        switch kind {
+        case .integer, .bytes: self.valueName = valueName ?? "n"
+        case .seconds: self.valueName = valueName ?? "seconds"
+        case .string: self.valueName = valueName ?? "string"
+        case .bool: self.valueName = valueName ?? "true|false"
+        case .choice(let words): self.valueName = valueName ?? words.joined(separator: "|")
+        case .list: self.valueName = valueName ?? "string"
+        }
+    }
+
+    /// Parses a value written as text (environment, flags, file scalars).
+    public func parse(_ text: String) throws(SettingProblem) -> SettingValue {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        switch kind {
+        case .integer(let range):
+            guard let value = Int(text.replacingOccurrences(of: "_", with: "")) else {
+                throw SettingProblem("expected an integer, got '\(text)'")
+            }
+            guard range.contains(value) else { throw SettingProblem("must be \(Self.describe(range)), got \(value)") }
+            return .int(value)
+        case .bytes(let range):
+            guard let value = Self.parseBytes(text) else {
+                throw SettingProblem("expected a byte count (e.g. 1048576 or 1MiB), got '\(text)'")
+            }
+            guard range.contains(value) else { throw SettingProblem("must be \(Self.describe(range)) bytes, got \(value)") }
+            return .int(value)
+        case .seconds:
+            guard let value = Double(text.hasSuffix("s") ? String(text.dropLast()) : text), value.isFinite else {
+                throw SettingProblem("expected a number of seconds, got '\(text)'")
+            }
+            guard value > 0 else { throw SettingProblem("must be greater than 0 seconds, got \(text)") }
+            return .double(value)
+        case .string:
+            return .string(text)
+        case .bool:
+            switch text.lowercased() {
+            case "true", "yes", "on", "1": return .bool(true)
+            case "false", "no", "off", "0": return .bool(false)
+            default: throw SettingProblem("expected true or false, got '\(text)'")
+            }
+        case .choice(let words):
+            guard words.contains(text) else {
+                throw SettingProblem("expected one of \(words.joined(separator: ", ")), got '\(text)'")
+            }
+            return .string(text)
+        case .list:
+            return .list(text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        }
+    }
+
+    static func parseBytes(_ text: String) -> Int? {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
+        var digits = text.replacingOccurrences(of: "_", with: "")
+        var multiplier = 1
+        for (suffix, factor) in units where digits.hasSuffix(suffix) {
+            digits = String(digits.dropLast(suffix.count)).trimmingCharacters(in: .whitespaces)
+            multiplier = factor
+            break
+        }
+        guard let value = Int(digits) else { return nil }
+        let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
+    }
+
+    static func describe(_ range: ClosedRange<Int>) -> String {
+        if range.upperBound == Int.max { return "at least \(range.lowerBound)" }
+        return "from \(range.lowerBound) to \(range.upperBound)"
+    }
+
+    /// The key named `name`, if any.
+    public static func named(_ name: String) -> SettingKey? { all.first { $0.name == name } }
+
+    /// The key whose flag is `flag` (`--retain-max-age`), if any.
+    public static func flagged(_ flag: String) -> SettingKey? { all.first { $0.flag == flag } }
+}
+
+/// Why a value does not fit its setting (the key and where are added by the caller).
+public struct SettingProblem: Error, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+}
+
+// MARK: - Accessor helpers for the table
+
+private func int(_ value: SettingValue) -> Int { if case .int(let v) = value { return v }; return 0 }
+private func double(_ value: SettingValue) -> Double { if case .double(let v) = value { return v }; return 0 }
+private func string(_ value: SettingValue) -> String { if case .string(let v) = value { return v }; return "" }
+private func bool(_ value: SettingValue) -> Bool { if case .bool(let v) = value { return v }; return false }
+private func list(_ value: SettingValue) -> [String] { if case .list(let v) = value { return v }; return [] }
+private func seconds(_ value: SettingValue) -> TimeAmount { .nanoseconds(Int64(double(value) * 1e9)) }
+private func show(_ amount: TimeAmount) -> String { show(Double(amount.nanoseconds) / 1e9) }
+private func show(_ seconds: Double) -> String {
+    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+}
+private func show(_ duration: Duration) -> String {
+    show(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+}
+
+extension SettingKey {
+    /// Every setting, in the order of `--help` and docs/configuration.md.
+    public static let all: [SettingKey] = [
+        // Listener
+        SettingKey(
+            "host", .string, valueName: "address", help: "Address to listen on (0.0.0.0 for every interface).",
+            apply: { $0.server.host = string($1) }, read: { $0.server.host }),
+        SettingKey(
+            "port", .integer(0...65_535), help: "Port to listen on (0 picks a free port).",
+            apply: { $0.server.port = int($1) }, read: { String($0.server.port) }),
+        SettingKey(
+            "ws-path", .string, valueName: "path", help: "Path of the WebSocket endpoint.",
+            apply: { settings, value throws(SettingProblem) in
+                guard string(value).hasPrefix("/") else { throw SettingProblem("must start with /") }
+                settings.server.webSocketPath = string(value)
+            }, read: { $0.server.webSocketPath }),
+        SettingKey(
+            "echo-path", .string, valueName: "path",
+            help: "Opt-in echo endpoint for conformance testing (e.g. /echo); off when empty.",
+            apply: { settings, value throws(SettingProblem) in
+                let path = string(value)
+                guard path.isEmpty || path.hasPrefix("/") else { throw SettingProblem("must start with /") }
+                settings.server.echoPath = path.isEmpty ? nil : path
+            }, read: { $0.server.echoPath ?? "" }),
+        SettingKey(
+            "threads", .integer(0...1_024),
+            help: "Event loop threads; 0 means one per core.",
+            apply: { $0.server.eventLoopThreads = int($1) == 0 ? System.coreCount : int($1) },
+            read: { $0.server.eventLoopThreads == System.coreCount ? "0" : String($0.server.eventLoopThreads) }),
+
+        // Journal
+        SettingKey(
+            "data-dir", .string, valueName: "path",
+            help: "Directory of the SQLite journal of retained messages (locked: one broker per directory).",
+            apply: { $0.dataDirectory = string($1) }, read: { $0.dataDirectory }),
+        SettingKey(
+            "durability", .choice(["normal", "full"]),
+            help: "'normal' survives a crash of the broker process (kill -9); 'full' fsyncs every commit and survives power loss.",
+            apply: { $0.journal.durability = string($1) == "full" ? .full : .normal },
+            read: { $0.journal.durability == .full ? "full" : "normal" }),
+        SettingKey(
+            "retain.max-messages", .integer(1...Int.max), help: "Retained messages kept per topic.",
+            apply: { $0.journal.retention.maxMessagesPerTopic = int($1) },
+            read: { String($0.journal.retention.maxMessagesPerTopic) }),
+        SettingKey(
+            "retain.max-age", .seconds, help: "Retained messages older than this are pruned (604800 s = 7 days).",
+            apply: { $0.journal.retention.maxAge = .nanoseconds(Int64(double($1) * 1e9)) },
+            read: { show($0.journal.retention.maxAge) }),
+        SettingKey(
+            "retain.max-bytes", .bytes(1...Int.max), help: "Journal-wide budget for retained payload bytes; the oldest go first.",
+            apply: { $0.journal.retention.maxBytes = Int64(int($1)) },
+            read: { String($0.journal.retention.maxBytes) }),
+        SettingKey(
+            "retain.override", .list, valueName: "filter=messages[,seconds]",
+            help: "Per-filter retention, first match wins: FILTER=MESSAGES[,AGE_SECONDS], e.g. 'logs/#=100,3600'. Repeat the flag for several.",
+            apply: { settings, value throws(SettingProblem) in
+                settings.journal.retention.overrides = try list(value).map(parseRetentionOverride)
+            },
+            read: { settings in
+                settings.journal.retention.overrides.map { override in
+                    var text = "\(override.filter)=\(override.maxMessagesPerTopic ?? 0)"
+                    if let age = override.maxAge { text += ",\(show(age))" }
+                    return text
+                }.joined(separator: "\n")
+            }),
+
+        // Limits
+        SettingKey(
+            "max-message-bytes", .bytes(1...Int(Int32.max)),
+            help: "Largest message a client may send (announced in welcome; larger closes with 1009); also the largest HTTP publish body.",
+            apply: { $0.server.maxMessageBytes = int($1) }, read: { String($0.server.maxMessageBytes) }),
+        SettingKey(
+            "max-frame-bytes", .bytes(0...Int(Int32.max)),
+            help: "Largest single WebSocket frame a client may send; 0 means max-message-bytes.",
+            apply: { $0.maxFrameBytes = int($1) == 0 ? nil : int($1) }, read: { String($0.maxFrameBytes ?? 0) }),
+        SettingKey(
+            "max-topic-bytes", .integer(1...65_535), help: "Longest topic name or filter, in bytes.",
+            apply: { $0.server.maxTopicBytes = int($1) }, read: { String($0.server.maxTopicBytes) }),
+        SettingKey(
+            "max-subscriptions", .integer(1...Int.max), help: "Subscriptions one connection may hold.",
+            apply: { $0.server.maxSubscriptionsPerConnection = int($1) },
+            read: { String($0.server.maxSubscriptionsPerConnection) }),
+        SettingKey(
+            "max-outbound-bytes", .bytes(1...Int.max),
+            help: "Bytes queued for one connection before it is closed as a slow consumer (1008).",
+            apply: { $0.server.maxOutboundBytes = int($1) }, read: { String($0.server.maxOutboundBytes) }),
+        SettingKey(
+            "replay-page-size", .integer(1...100_000), help: "Retained messages read from the journal per replay page.",
+            apply: { $0.server.replayPageSize = int($1) }, read: { String($0.server.replayPageSize) }),
+
+        // Keepalive and lifecycle
+        SettingKey(
+            "ping-interval", .seconds, help: "Seconds of silence before the broker pings a connection.",
+            apply: { $0.server.pingInterval = seconds($1) }, read: { show($0.server.pingInterval) }),
+        SettingKey(
+            "pong-timeout", .seconds, help: "Seconds a ping may stay unanswered before the connection is closed.",
+            apply: { $0.server.pongTimeout = seconds($1) }, read: { show($0.server.pongTimeout) }),
+        SettingKey(
+            "close-timeout", .seconds, help: "Seconds the broker waits for the client's close frame after sending its own.",
+            apply: { $0.server.closeTimeout = seconds($1) }, read: { show($0.server.closeTimeout) }),
+        SettingKey(
+            "shutdown-grace", .seconds,
+            help: "Seconds a graceful shutdown (SIGTERM, SIGINT) waits for clients to close after the 1001 close frame; the journal is flushed after.",
+            apply: { $0.server.shutdownGracePeriod = seconds($1) }, read: { show($0.server.shutdownGracePeriod) }),
+
+        // HTTP API
+        SettingKey(
+            "http.idle-timeout", .seconds,
+            help: "Seconds a plain HTTP connection may take to send a request, or stay idle between requests.",
+            apply: { $0.server.httpIdleTimeout = seconds($1) }, read: { show($0.server.httpIdleTimeout) }),
+        SettingKey(
+            "http.max-batch-bytes", .bytes(1...Int(Int32.max)), help: "Largest body of a batch publish (POST /api/publish with a JSON array).",
+            apply: { $0.server.maxBatchBytes = int($1) }, read: { String($0.server.maxBatchBytes) }),
+        SettingKey(
+            "http.max-batch-messages", .integer(1...1_000_000), help: "Most messages in one batch publish.",
+            apply: { $0.server.maxBatchMessages = int($1) }, read: { String($0.server.maxBatchMessages) }),
+
+        // Authentication
+        SettingKey(
+            "auth.api-key", .string, valueName: "key",
+            help: "API key required on /api/* and /metrics (Authorization: Bearer KEY or X-API-Key: KEY); open when empty. Prefer the environment variable to a flag (flags show in ps).",
+            apply: { $0.server.apiKey = string($1).isEmpty ? nil : string($1) }, read: { $0.server.apiKey ?? "" }),
+        SettingKey(
+            "auth.client-tokens", .list, valueName: "token",
+            help: "Tokens accepted on WebSocket upgrades (Authorization: Bearer TOKEN or ?token=TOKEN; the API key is accepted too); open when empty.",
+            apply: { $0.server.clientTokens = list($1) }, read: { $0.server.clientTokens.joined(separator: "\n") }),
+
+        // TLS
+        SettingKey(
+            "tls.certificate", .string, valueName: "file",
+            help: "PEM certificate chain; with tls.key the listener speaks only TLS 1.2+ (wss://, https://).",
+            apply: { $0.tlsCertificate = string($1).isEmpty ? nil : string($1) }, read: { $0.tlsCertificate ?? "" }),
+        SettingKey(
+            "tls.key", .string, valueName: "file", help: "PEM private key of the certificate.",
+            apply: { $0.tlsKey = string($1).isEmpty ? nil : string($1) }, read: { $0.tlsKey ?? "" }),
+
+        // Observability
+        SettingKey(
+            "log.level", .choice(Logger.Level.allCases.map(\.rawValue)), help: "Least severe log level written.",
+            apply: { $0.logLevel = string($1) }, read: { $0.logLevel }),
+        SettingKey(
+            "log.format", .choice(["text", "json"]), help: "'text': one readable line per event; 'json': one JSON object per line.",
+            apply: { $0.logFormat = string($1) }, read: { $0.logFormat }),
+        SettingKey(
+            "metrics.enabled", .bool, help: "Serve Prometheus metrics on GET /metrics.",
+            apply: { $0.metricsEnabled = bool($1) }, read: { String($0.metricsEnabled) }),
+        SettingKey(
+            "metrics.interval", .seconds, help: "Seconds between two exports of the gauges and counters (a scrape exports too).",
+            apply: { $0.metricsInterval = double($1) }, read: { show($0.metricsInterval) }),
+    ]
+}
+
+/// Parses `FILTER=MESSAGES[,AGE_SECONDS]`.
+func parseRetentionOverride(_ spec: String) throws(SettingProblem) -> RetentionPolicy.Override {
+    let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+    let limits = parts.count == 2 ? parts[1].split(separator: ",").map(String.init) : []
+    guard parts.count == 2, !parts[0].isEmpty, (1...2).contains(limits.count),
+        let messages = Int(limits[0]), messages > 0
+    else {
+        throw SettingProblem("'\(spec)': expected FILTER=MESSAGES[,AGE_SECONDS]")
+    }
+    do { try Topic.validateFilter(parts[0]) } catch {
+        throw SettingProblem("'\(spec)': invalid filter: \(error)")
+    }
+    var age: Duration?
+    if limits.count == 2 {
+        guard let seconds = Double(limits[1]), seconds > 0 else {
+            throw SettingProblem("'\(spec)': AGE_SECONDS must be a positive number")
+        }
+        age = .milliseconds(Int64(seconds * 1000))
+    }
+    return RetentionPolicy.Override(filter: parts[0], maxMessagesPerTopic: messages, maxAge: age)
+}

@@ -1,0 +1,139 @@
+import BrokerProtocol
+import Foundation
+import NIOCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `broker` executable's lifecycle: SIGTERM drains, exit codes, configuration at start.
+@Suite(.serialized) struct ProcessLifecycleTests {
+    func temporaryDirectory() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("broker-lifecycle-\(UUID().uuidString)").path
+    }
+
+    @Test func sigtermDrainsAndKeepsEveryAcknowledgedRetainedMessage() async throws {
+        let data = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let broker = try BrokerExecutable(["serve", "--port", "0", "--data-dir", data, "--shutdown-grace", "3"])
+        let port = try await broker.port()
+
+        let subscriber = try await RawWebSocketClient.connect(port: port)
+        _ = try await subscriber.nextMessage()
+        let publisher = try await RawWebSocketClient.connect(port: port)
+        _ = try await publisher.nextMessage()
+
+        // A first batch, acknowledged; then a second one still in flight when SIGTERM arrives.
+        var acked: [UInt64] = []
+        for n in 0..<50 {
+            try await publisher.sendText(#"{"op":"publish","topic":"drain/\#(n % 5)","data":\#(n),"retain":true,"id":\#(n)}"#)
+        }
+        while acked.count < 50 {
+            guard case .ack(_, let offset?) = try await publisher.nextMessage() else { continue }
+            acked.append(offset)
+        }
+        for n in 50..<300 {
+            try await publisher.sendText(#"{"op":"publish","topic":"drain/\#(n % 5)","data":\#(n),"retain":true,"id":\#(n)}"#)
+        }
+        broker.signal(SIGTERM)
+
+        // Every client sees 1001; acks that arrive before it count as acknowledged.
+        var publisherClose: UInt16?
+        while publisherClose == nil {
+            let frame = try await publisher.nextFrame()
+            if frame.opcode == 0x8 {
+                publisherClose = frame.closeCode
+            } else if frame.opcode == 0x1, case .ack(_, let offset?) = try ServerMessage.parseText(ByteBuffer(bytes: frame.payload)) {
+                acked.append(offset)
+            }
+        }
+        #expect(publisherClose == 1001)
+        #expect(try await subscriber.expectClose() == 1001)
+        // Answer the close handshakes so the drain ends before the grace period.
+        try await publisher.send(opcode: 0x8, payload: [0x03, 0xE9])
+        try await subscriber.send(opcode: 0x8, payload: [0x03, 0xE9])
+        let status = try await broker.waitForExit(timeout: .seconds(8))
+        #expect(status == 0, "stderr: \(broker.stderr)")
+        await publisher.close()
+        await subscriber.close()
+
+        // Restart on the same directory: every acknowledged message replays.
+        let restarted = try BrokerExecutable(["serve", "--port", "0", "--data-dir", data])
+        let newPort = try await restarted.port()
+        let reader = try await RawWebSocketClient.connect(port: newPort)
+        _ = try await reader.nextMessage()
+        try await reader.sendText(##"{"op":"subscribe","topic":"drain/#","since":0,"id":"s"}"##)
+        var replayed = Set<UInt64>()
+        while true {
+            guard let message = try? await reader.nextMessage(timeout: .seconds(1)) else { break }
+            if case .message(let delivery) = message, let offset = delivery.offset { replayed.insert(offset) }
+        }
+        let lost = Set(acked).subtracting(replayed)
+        #expect(lost.isEmpty, "acknowledged but lost: \(lost.sorted())")
+        #expect(acked.count >= 50)
+        await reader.close()
+        restarted.signal(SIGTERM)
+        #expect(try await restarted.waitForExit(timeout: .seconds(8)) == 0)
+    }
+
+    @Test func exitCodes() async throws {
+        // A bad setting: 64, naming it.
+        let badFlag = try BrokerExecutable(["serve", "--port", "99999"])
+        #expect(try await badFlag.waitForExit(timeout: .seconds(10)) == 64)
+        #expect(badFlag.stderr.contains("port"))
+        let badEnvironment = try BrokerExecutable(["serve"], environment: ["BROKER_LOG_FORMAT": "xml"])
+        #expect(try await badEnvironment.waitForExit(timeout: .seconds(10)) == 64)
+        #expect(badEnvironment.stderr.contains("BROKER_LOG_FORMAT"))
+        // Unusable TLS files: 6.
+        let data = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let badTLS = try BrokerExecutable([
+            "serve", "--port", "0", "--data-dir", data, "--tls-certificate", "/nonexistent.pem", "--tls-key", "/nonexistent.key",
+        ])
+        #expect(try await badTLS.waitForExit(timeout: .seconds(10)) == 6)
+    }
+
+    @Test func configCheckCommand() async throws {
+        let directory = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let bad = directory + "/bad.yaml"
+        try "port: 80\nlisten: 1\nretain:\n  max-age: never\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let check = try BrokerExecutable(["config", "check", bad])
+        #expect(try await check.waitForExit(timeout: .seconds(10)) == 78)
+        #expect(check.stderr.contains("\(bad):2: listen: unknown key"))
+        #expect(check.stderr.contains("\(bad):4: retain.max-age: expected a number of seconds"))
+        let good = directory + "/good.toml"
+        try "port = 80\n[log]\nformat = \"json\"\n".write(toFile: good, atomically: true, encoding: .utf8)
+        let ok = try BrokerExecutable(["config", "check", good])
+        #expect(try await ok.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(ok.stdout == "\(good): ok\n")
+    }
+
+    @Test func startsFromEnvironmentAloneWithJSONLogs() async throws {
+        let data = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let broker = try BrokerExecutable(
+            [], environment: ["BROKER_PORT": "0", "BROKER_DATA_DIR": data, "BROKER_LOG_FORMAT": "json", "BROKER_AUTH_API_KEY": "k"])
+        // The port is in the JSON log line: {"...","msg":"listening","address":"[IPv4]127.0.0.1/127.0.0.1:PORT",...}
+        var port: Int?
+        let deadline = ContinuousClock.now + .seconds(15)
+        while port == nil, ContinuousClock.now < deadline {
+            for line in broker.stderr.split(separator: "\n") where line.contains(#""msg":"listening""#) {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+                port = object?["address"].flatMap { $0.split(separator: ":").last.flatMap { Int($0) } }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        guard let port else {
+            Issue.record("no JSON listening line: \(broker.stderr)")
+            return
+        }
+        #expect(try await HTTPTestClient.request("GET", "/api/stats", port: port).status == 401)
+        #expect(try await HTTPTestClient.request("GET", "/api/stats", port: port, headers: ["X-API-Key: k"]).status == 200)
+        let metrics = try await HTTPTestClient.request("GET", "/metrics", port: port, headers: ["X-API-Key: k"])
+        #expect(metrics.body.contains("broker_connections"))
+        broker.signal(SIGINT)
+        #expect(try await broker.waitForExit(timeout: .seconds(10)) == 0)
+    }
+}

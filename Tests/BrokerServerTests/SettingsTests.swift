@@ -1,0 +1,218 @@
+import BrokerJournal
+import Foundation
+import Logging
+import Testing
+
+@testable import BrokerServer
+
+/// The settings table and its sources: precedence, files, `config check`, the generated docs.
+@Suite struct SettingsTests {
+    func write(_ text: String, _ name: String) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-settings-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let url = directory.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func defaultsMatchTheEngine() throws {
+        let settings = try SettingsLoader.resolve(configFile: nil, environment: [:], flags: [])
+        #expect(settings.server.port == 8080)
+        #expect(settings.server.host == "127.0.0.1")
+        #expect(settings.resolvedServer.maxFrameBytes == settings.server.maxMessageBytes)
+        #expect(settings.dataDirectory == "./data")
+        #expect(settings.journal.durability == .normal)
+        #expect(settings.logLevel == "info" && settings.logFormat == "text")
+        #expect(SettingKey.named("port")?.flag == "--port")
+        #expect(SettingKey.named("retain.max-age")?.flag == "--retain-max-age")
+        #expect(SettingKey.named("retain.max-age")?.environmentVariable == "BROKER_RETAIN_MAX_AGE")
+        #expect(SettingKey.named("retain.max-age")?.defaultValue == "604800")
+        // Names are unique, and so are flags and variables.
+        #expect(Set(SettingKey.all.map(\.name)).count == SettingKey.all.count)
+        #expect(Set(SettingKey.all.map(\.flag)).count == SettingKey.all.count)
+        #expect(Set(SettingKey.all.map(\.environmentVariable)).count == SettingKey.all.count)
+    }
+
+    @Test func precedenceIsFlagsThenEnvironmentThenFileThenDefaults() throws {
+        let file = try write(
+            """
+            port: 1111
+            host: 10.0.0.1
+            data-dir: /from/file
+            retain:
+              max-messages: 7
+            log:
+              level: debug
+            """, "broker.yaml")
+        let environment = ["BROKER_PORT": "2222", "BROKER_DATA_DIR": "/from/env", "UNRELATED": "x", "BROKER_NOT_A_SETTING": "1"]
+        let flags = try SettingsLoader.fromFlags(["--port", "3333"])
+        let settings = try SettingsLoader.resolve(configFile: file, environment: environment, flags: flags)
+        #expect(settings.server.port == 3333)  // flag
+        #expect(settings.dataDirectory == "/from/env")  // environment over file
+        #expect(settings.server.host == "10.0.0.1")  // file
+        #expect(settings.journal.retention.maxMessagesPerTopic == 7)  // file, in a section
+        #expect(settings.logLevel == "debug")
+        #expect(settings.server.maxTopicBytes == 256)  // default
+
+        // BROKER_CONFIG names the file when --config does not.
+        let viaVariable = try SettingsLoader.resolve(configFile: nil, environment: ["BROKER_CONFIG": file], flags: [])
+        #expect(viaVariable.server.port == 1111)
+        // The environment alone is enough.
+        let fromEnvironment = try SettingsLoader.resolve(
+            configFile: nil,
+            environment: ["BROKER_PORT": "9", "BROKER_LOG_FORMAT": "json", "BROKER_AUTH_CLIENT_TOKENS": "a b",
+                          "BROKER_RETAIN_OVERRIDE": "logs/#=10,60 tmp/#=1"],
+            flags: [])
+        #expect(fromEnvironment.server.port == 9)
+        #expect(fromEnvironment.logFormat == "json")
+        #expect(fromEnvironment.server.clientTokens == ["a", "b"])
+        #expect(fromEnvironment.journal.retention.overrides.map(\.filter) == ["logs/#", "tmp/#"])
+    }
+
+    @Test func flags() throws {
+        let flags = try SettingsLoader.fromFlags([
+            "--port=0", "--metrics-enabled", "--retain-override", "a/#=1", "--retain-override", "b/#=2,30",
+            "--max-message-bytes", "64KiB", "--ping-interval", "0.5", "--log-format", "json",
+        ])
+        var settings = BrokerSettings()
+        try SettingsLoader.apply(flags, to: &settings)
+        #expect(settings.server.port == 0)
+        #expect(settings.metricsEnabled)
+        #expect(settings.journal.retention.overrides.count == 2)
+        #expect(settings.journal.retention.overrides[1].maxAge == .seconds(30))
+        #expect(settings.server.maxMessageBytes == 65_536)
+        #expect(settings.server.pingInterval == .milliseconds(500))
+
+        #expect(throws: SettingError.self) { try SettingsLoader.fromFlags(["--no-such-thing", "1"]) }
+        #expect(throws: SettingError.self) { try SettingsLoader.fromFlags(["--port"]) }
+        do {
+            var bad = BrokerSettings()
+            try SettingsLoader.apply(try SettingsLoader.fromFlags(["--port", "70000"]), to: &bad)
+            Issue.record("port 70000 accepted")
+        } catch {
+            #expect(error.key == "port")
+            #expect(error.source == "flag --port")
+            #expect(error.description.contains("from 0 to 65535"))
+        }
+        do {
+            _ = try SettingsLoader.resolve(configFile: nil, environment: ["BROKER_DURABILITY": "sometimes"], flags: [])
+            Issue.record("bad durability accepted")
+        } catch let error as SettingError {
+            #expect(error.key == "durability")
+            #expect(error.source == "environment variable BROKER_DURABILITY")
+        }
+    }
+
+    @Test func checkNamesUnknownKeysAndBadValuesWithTheirLines() throws {
+        let yaml = try write(
+            """
+            # a comment
+            port: 8080
+            prot: 8081
+            retain:
+              max-messages: -1
+              max-agee: 5
+            durability: sometimes
+            log:
+              level: loud
+            tls:
+              certificate: /x.pem
+            """, "bad.yaml")
+        let problems = SettingsLoader.check(yaml)
+        let summary = problems.map { "\($0.source ?? ""): \($0.key)" }
+        #expect(summary == [
+            "\(yaml):3: prot", "\(yaml):5: retain.max-messages", "\(yaml):6: retain.max-agee",
+            "\(yaml):7: durability", "\(yaml):9: log.level",
+        ])
+        #expect(problems[0].message.contains("unknown key"))
+        #expect(problems[2].message.contains("unknown key"))
+        #expect(problems[1].message.contains("at least 1"))
+
+        let good = try write("port: 1\ntls:\n  certificate: a.pem\n  key: a.key\n", "good.yml")
+        #expect(SettingsLoader.check(good).isEmpty)
+        let half = try write("tls:\n  certificate: a.pem\n", "half.yaml")
+        #expect(SettingsLoader.check(half).map(\.key) == ["tls.key"])
+        let syntax = try write("port: [1,\n", "syntax.yaml")
+        #expect(SettingsLoader.check(syntax).first?.message.contains("not valid YAML") == true)
+        let list = try write("port:\n  - 1\n", "list.yaml")
+        #expect(SettingsLoader.check(list).first?.message.contains("single value") == true)
+        #expect(SettingsLoader.check("/nonexistent/broker.yaml").first?.message == "cannot read the file")
+    }
+
+    @Test func toml() throws {
+        let file = try write(
+            """
+            # broker
+            port = 9000
+            host = "0.0.0.0"   # every interface
+            durability = 'full'
+
+            [retain]
+            max-messages = 5
+            override = ["logs/#=10,60", "a/#=1"]
+
+            [log]
+            format = "json"
+            """, "broker.toml")
+        #expect(SettingsLoader.check(file).isEmpty)
+        let settings = try SettingsLoader.resolve(configFile: file, environment: [:], flags: [])
+        #expect(settings.server.port == 9000)
+        #expect(settings.server.host == "0.0.0.0")
+        #expect(settings.journal.durability == .full)
+        #expect(settings.journal.retention.maxMessagesPerTopic == 5)
+        #expect(settings.journal.retention.overrides.map(\.filter) == ["logs/#", "a/#"])
+        #expect(settings.logFormat == "json")
+
+        let bad = try write("port = 1\n[retain]\nmax-mesages = 3\n[nope]\nx = 1\n[log]\nlevel = 3\n", "bad.toml")
+        let problems = SettingsLoader.check(bad)
+        #expect(problems.map { "\($0.source ?? ""): \($0.key)" } == [
+            "\(bad):3: retain.max-mesages", "\(bad):4: nope", "\(bad):5: nope.x", "\(bad):7: log.level",
+        ])
+    }
+
+    @Test func showPrintsTheEffectiveSettings() throws {
+        var settings = BrokerSettings()
+        try SettingsLoader.apply(try SettingsLoader.fromFlags(["--port", "9", "--retain-override", "a/#=1,5"]), to: &settings)
+        let yaml = SettingsReference.yaml(settings)
+        #expect(yaml.contains("port: \"9\"\n"))
+        #expect(yaml.contains("retain:\n  max-messages: \"1000\"\n"))
+        #expect(yaml.contains(#"  override: ["a/#=1,5"]"#))
+        // What `show` prints reads back to the same settings.
+        let file = try write(yaml, "shown.yaml")
+        #expect(SettingsLoader.check(file).isEmpty)
+        let reread = try SettingsLoader.resolve(configFile: file, environment: [:], flags: [])
+        #expect(reread.server.port == 9)
+        #expect(reread.journal.retention.overrides == settings.journal.retention.overrides)
+    }
+
+    @Test func theCommittedReferenceIsUpToDate() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let committed = try String(contentsOf: root.appendingPathComponent("docs/configuration.md"), encoding: .utf8)
+        #expect(committed == SettingsReference.markdown(), "regenerate: swift run broker config reference > docs/configuration.md")
+        // Every key is in it.
+        for key in SettingKey.all { #expect(committed.contains("`\(key.name)`")) }
+    }
+
+    @Test func theReferenceExamplesAreValid() throws {
+        let markdown = SettingsReference.markdown()
+        for (fence, name) in [("```yaml\n", "example.yaml"), ("```toml\n", "example.toml")] {
+            let start = try #require(markdown.range(of: fence))
+            let end = try #require(markdown.range(of: "```", range: start.upperBound..<markdown.endIndex))
+            let file = try write(String(markdown[start.upperBound..<end.lowerBound]), name)
+            #expect(SettingsLoader.check(file).isEmpty, "\(name): \(SettingsLoader.check(file))")
+            let settings = try SettingsLoader.resolve(configFile: file, environment: [:], flags: [])
+            #expect(settings.journal.durability == .full)
+            #expect(settings.server.maxBatchBytes == 4 << 20)
+            #expect(settings.resolvedServer.tls?.privateKeyPath == "/etc/broker/key.pem")
+        }
+    }
+
+    @Test func jsonLogLines() throws {
+        let line = JSONLogHandler.format(
+            level: .notice, message: "retained \"messages\" cleared", metadata: ["filter": "a/#", "count": "3"], label: "broker",
+            date: Date(timeIntervalSince1970: 1_700_000_000.25))
+        #expect(line == #"{"ts":"2023-11-14T22:13:20.250Z","level":"notice","label":"broker","msg":"retained \"messages\" cleared","count":"3","filter":"a/#"}"# + "\n")
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+        #expect(object?["filter"] == "a/#")
+    }
+}

@@ -1,0 +1,110 @@
+import BrokerProtocol
+import Foundation
+import NIOCore
+import NIOSSL
+import Testing
+
+@testable import BrokerServer
+
+/// https:// and wss:// with a self-signed certificate made for the test (openssl).
+@Suite struct TLSTests {
+    struct Certificate {
+        let directory: URL
+        var certificatePath: String { directory.appendingPathComponent("cert.pem").path }
+        var keyPath: String { directory.appendingPathComponent("key.pem").path }
+
+        /// A P-256 self-signed certificate for localhost and 127.0.0.1, as docs/operations.md
+        /// tells users to make one.
+        static func make() throws -> Certificate {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-tls-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let certificate = Certificate(directory: directory)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [
+                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", certificate.keyPath, "-out", certificate.certificatePath, "-days", "2", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw TLSTestError("openssl failed (\(process.terminationStatus))") }
+            return certificate
+        }
+
+        func clientContext(maximumVersion: TLSVersion? = nil) throws -> NIOSSLContext {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(certificatePath))
+            if let maximumVersion {
+                configuration.minimumTLSVersion = .tlsv1
+                configuration.maximumTLSVersion = maximumVersion
+            }
+            return try NIOSSLContext(configuration: configuration)
+        }
+    }
+
+    struct TLSTestError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    @Test func httpsAndWebSocketOverTLS() async throws {
+        let certificate = try Certificate.make()
+        defer { try? FileManager.default.removeItem(at: certificate.directory) }
+        try await TestBroker.with(configure: {
+            $0.tls = .init(certificateChainPath: certificate.certificatePath, privateKeyPath: certificate.keyPath)
+        }) { broker in
+            let tls = try certificate.clientContext()
+            let health = try await HTTPTestClient.request("GET", "/healthz", port: broker.port, tls: tls)
+            #expect(health.status == 200 && health.body == "ok\n")
+
+            // wss:// pub/sub, and an HTTPS publish that reaches the wss subscriber.
+            let subscriber = try await RawWebSocketClient.connect(port: broker.port, tls: tls)
+            guard case .welcome = try await subscriber.nextMessage() else {
+                Issue.record("no welcome over wss")
+                return
+            }
+            try await subscriber.sendText(##"{"op":"subscribe","topic":"secure/#","id":1}"##)
+            guard case .subscribed = try await subscriber.nextMessage() else {
+                Issue.record("no subscribed")
+                return
+            }
+            let publisher = try await RawWebSocketClient.connect(port: broker.port, tls: tls)
+            _ = try await publisher.nextMessage()
+            try await publisher.sendText(#"{"op":"publish","topic":"secure/a","data":{"x":1},"retain":true,"id":7}"#)
+            guard case .ack = try await publisher.nextMessage() else {
+                Issue.record("no ack")
+                return
+            }
+            guard case .message(let first) = try await subscriber.nextMessage() else {
+                Issue.record("no delivery over wss")
+                return
+            }
+            #expect(first.topic == "secure/a" && String(buffer: first.payload) == #"{"x":1}"#)
+            let posted = try await HTTPTestClient.request(
+                "POST", "/api/publish?topic=secure/b", port: broker.port, headers: ["Content-Type: application/json"],
+                body: Array("true".utf8), tls: tls)
+            #expect(posted.status == 200)
+            guard case .message(let second) = try await subscriber.nextMessage() else {
+                Issue.record("no delivery of the https publish")
+                return
+            }
+            #expect(second.topic == "secure/b")
+            await publisher.close()
+            await subscriber.close()
+
+            // Plain text on the TLS port gets nowhere; TLS 1.1 is refused.
+            let plain = try? await HTTPTestClient.request("GET", "/healthz", port: broker.port)
+            #expect(plain?.status != 200)
+            let old = try? await HTTPTestClient.request("GET", "/healthz", port: broker.port, tls: try certificate.clientContext(maximumVersion: .tlsv11))
+            #expect(old?.status != 200)
+        }
+    }
+
+    @Test func unusableCertificateFailsAtStart() async throws {
+        let files = BrokerConfiguration.TLSFiles(certificateChainPath: "/nonexistent/cert.pem", privateKeyPath: "/nonexistent/key.pem")
+        #expect(throws: (any Error).self) { try BrokerServer.checkTLS(files) }
+    }
+}
