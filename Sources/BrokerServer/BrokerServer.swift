@@ -1,4 +1,5 @@
 import BrokerJournal
+import BrokerProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -77,7 +78,12 @@ public final class BrokerServer: Sendable {
             automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
                 let path = Self.path(of: head.uri)
-                return channel.eventLoop.makeSucceededFuture(paths.contains(path) ? HTTPHeaders() : nil)
+                guard paths.contains(path) else { return channel.eventLoop.makeSucceededFuture(nil) }
+                var headers = HTTPHeaders()
+                if let agreement = Self.deflateAgreement(head, configuration: configuration) {
+                    headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
+                }
+                return channel.eventLoop.makeSucceededFuture(headers)
             },
             upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
@@ -88,7 +94,8 @@ public final class BrokerServer: Sendable {
                     operations.removeHandler(context: http, promise: nil)
                     try operations.addHandler(HeadWriter(), position: .first)
                     let shard = broker.shard(for: channel.eventLoop)
-                    try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode))
+                    let deflate = Self.deflateAgreement(head, configuration: configuration)
+                    try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode, deflate: deflate))
                 }
             }
         )
@@ -98,6 +105,13 @@ public final class BrokerServer: Sendable {
         )
         try channel.pipeline.syncOperations.addHandler(
             HTTPRequestHandler(broker: broker, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
+    }
+
+    /// The permessage-deflate agreement for an upgrade request (the same answer in
+    /// `shouldUpgrade` and in the pipeline set-up: it depends on the request alone).
+    static func deflateAgreement(_ head: HTTPRequestHead, configuration: BrokerConfiguration) -> PerMessageDeflate.Agreement? {
+        guard configuration.compressionEnabled else { return nil }
+        return PerMessageDeflate.negotiate(headerLines: head.headers["Sec-WebSocket-Extensions"])
     }
 
     static func path(of uri: String) -> String {

@@ -2,7 +2,9 @@ import BrokerProtocol
 import NIOCore
 
 /// A publish ready for delivery: encoded once into a complete WebSocket frame that every
-/// subscriber's connection writes as it is (the buffer's storage is shared, never copied).
+/// subscriber's connection writes as it is (the buffer's storage is shared, never copied), and,
+/// when some connection negotiated permessage-deflate, compressed once into a second frame that
+/// every such connection shares.
 struct OutboundMessage: Sendable {
     var topic: String
     /// Levels of `topic`, split once per publish for trie matching on every event loop.
@@ -11,16 +13,21 @@ struct OutboundMessage: Sendable {
     var offset: UInt64?
     /// The complete frame: header and body.
     var frame: ByteBuffer
+    /// The same message compressed (RSV1 set), or nil: no compressor was given (no connection
+    /// had negotiated compression), the body is under the threshold, or deflate did not help.
+    var compressedFrame: ByteBuffer?
 
+    /// `compressor`: pass one only when some connection negotiated compression.
     init(
         topic: String, levels: [Substring]? = nil, payload: ByteBuffer, isBinary: Bool, offset: UInt64?,
-        replay: Bool = false, allocator: ByteBufferAllocator
+        replay: Bool = false, compressor: FrameCompressor? = nil, allocator: ByteBufferAllocator
     ) {
         self.topic = topic
         self.levels = levels ?? topic.split(separator: "/", omittingEmptySubsequences: false)
         self.offset = offset
         self.frame = Self.encodeFrame(
             topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, allocator: allocator)
+        self.compressedFrame = compressor?.compressed(frame, allocator: allocator)
     }
 
     static func encodeFrame(

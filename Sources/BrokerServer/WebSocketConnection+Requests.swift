@@ -48,7 +48,9 @@ extension WebSocketConnection {
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
         if !retain && journalRequestsInFlight == 0 {
             // The common case: fan out from here, at once.
-            broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator))
+            broker.fanOut(OutboundMessage(
+                topic: topic, payload: payload, isBinary: isBinary, offset: nil,
+                compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator))
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
             return
         }
@@ -65,14 +67,19 @@ extension WebSocketConnection {
             let entry = JournalEntry(topic: topic, payload: payload, isBinary: isBinary)
             broker.journal.append(entry) { result in
                 if case .success(let offset) = result {
-                    broker.fanOutFromWriter(OutboundMessage(
-                        topic: topic, levels: levels, payload: payload, isBinary: isBinary, offset: offset, allocator: allocator))
+                    broker.fanOutFromWriter(broker.makeMessageOnWriter { compressor in
+                        OutboundMessage(
+                            topic: topic, levels: levels, payload: payload, isBinary: isBinary, offset: offset,
+                            compressor: compressor, allocator: allocator)
+                    })
                 }
                 mailbox.post(.run { connection.value.journalRequestCompleted(result.map(Optional.some), id: id) })
             }
         } else {
             // A retained publish of ours is still being committed: queue behind it on the writer.
-            let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
+            let message = OutboundMessage(
+                topic: topic, payload: payload, isBinary: isBinary, offset: nil,
+                compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator)
             broker.journal.snapshot { _ in
                 broker.fanOutFromWriter(message)
                 mailbox.post(.run { connection.value.journalRequestCompleted(.success(nil), id: id) })

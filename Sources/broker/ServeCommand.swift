@@ -68,6 +68,17 @@ struct Serve: AsyncParsableCommand {
             valueName: "filter=limits"))
     var retainOverride: [String] = []
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Accept permessage-deflate (RFC 7692) from clients that offer it; a publish is compressed once for all of them.")
+    var compression = true
+
+    @Option(help: "zlib compression level for outbound messages, 1 (fastest) to 9 (smallest).")
+    var compressionLevel = BrokerConfiguration().compressionLevel
+
+    @Option(help: "Messages whose frame body is shorter than this many bytes are sent uncompressed.")
+    var compressionThreshold = BrokerConfiguration().compressionThresholdBytes
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -79,6 +90,8 @@ struct Serve: AsyncParsableCommand {
         guard retainMaxMessages > 0, retainMaxAge > 0, retainMaxBytes > 0 else {
             throw ValidationError("retention limits must be positive")
         }
+        guard (1...9).contains(compressionLevel) else { throw ValidationError("--compression-level must be 1...9") }
+        guard compressionThreshold >= 0 else { throw ValidationError("--compression-threshold must be 0 or more") }
         _ = try retentionOverrides()
     }
 
@@ -105,6 +118,9 @@ struct Serve: AsyncParsableCommand {
         configuration.pongTimeout = .nanoseconds(Int64(pongTimeout * 1e9))
         configuration.shutdownGracePeriod = .nanoseconds(Int64(shutdownGrace * 1e9))
         if let threads { configuration.eventLoopThreads = threads }
+        configuration.compressionEnabled = compression
+        configuration.compressionLevel = compressionLevel
+        configuration.compressionThresholdBytes = compressionThreshold
 
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = durability == "full" ? .full : .normal
