@@ -51,6 +51,24 @@ public enum ServerFrame {
         buffer.moveReaderIndex(to: start)
     }
 
+    /// The opcode and body of a complete, unmasked frame made by `encode` (nil if it is not one).
+    public static func parse(_ frame: ByteBuffer) -> (opcode: Opcode, body: ByteBuffer)? {
+        guard let first = frame.getInteger(at: frame.readerIndex, as: UInt8.self),
+            let second = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self),
+            let opcode = Opcode(rawValue: first & 0x0F), second & 0x80 == 0
+        else { return nil }
+        let headerBytes: Int
+        switch second & 0x7F {
+        case 126: headerBytes = 4
+        case 127: headerBytes = 10
+        default: headerBytes = 2
+        }
+        guard frame.readableBytes >= headerBytes,
+            let body = frame.getSlice(at: frame.readerIndex + headerBytes, length: frame.readableBytes - headerBytes)
+        else { return nil }
+        return (opcode, body)
+    }
+
     /// A frame carrying `payload` as it is (control frames, echoed data).
     public static func encode(_ opcode: Opcode, payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
         encode(opcode, allocator: allocator, bodyCapacity: payload.readableBytes) { buffer in

@@ -1,3 +1,4 @@
+import Atomics
 import BrokerJournal
 import BrokerProtocol
 import Logging
@@ -16,6 +17,11 @@ final class Broker: Sendable {
     let requestLimits: RequestLimits
     let metrics: BrokerMetrics
     private let sessionCounter = NIOLockedValueBox<UInt64>(0)
+    /// Open connections that negotiated permessage-deflate: publishes are compressed only while
+    /// there is at least one.
+    let compressingConnections = ManagedAtomic<Int>(0)
+    /// Compresses the frames built on the journal writer thread (retained publishes).
+    private let writerCompressor: NIOLockedValueBox<FrameCompressor?>
     private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
     init(
@@ -25,7 +31,12 @@ final class Broker: Sendable {
         self.metrics = metrics
         self.configuration = configuration
         self.journal = journal
-        self.shards = eventLoops.enumerated().map { FanoutShard(eventLoop: $1, position: $0) }
+        let makeCompressor = { () -> FrameCompressor? in
+            guard configuration.compressionEnabled else { return nil }
+            return FrameCompressor(level: configuration.compressionLevel, thresholdBytes: configuration.compressionThresholdBytes)
+        }
+        self.shards = eventLoops.enumerated().map { FanoutShard(eventLoop: $1, position: $0, compressor: makeCompressor()) }
+        self.writerCompressor = NIOLockedValueBox(makeCompressor())
         let outbox = JournalOutbox(mailboxes: shards.map(\.mailbox))
         self.outbox = outbox
         journal.onCompletionRunEnded { outbox.post() }
@@ -36,6 +47,18 @@ final class Broker: Sendable {
     func shard(for eventLoop: any EventLoop) -> FanoutShard {
         for shard in shards where shard.eventLoop === eventLoop { return shard }
         preconditionFailure("event loop is not one of the broker's")
+    }
+
+    /// The compressor for a frame shared by subscribers, or nil while no connection negotiated
+    /// compression (then nothing is compressed at all). Called on `shard`'s loop.
+    func sharedFrameCompressor(on shard: FanoutShard) -> FrameCompressor? {
+        compressingConnections.load(ordering: .relaxed) > 0 ? shard.compressor : nil
+    }
+
+    /// Builds a message on the journal writer thread, compressed when some connection needs it.
+    func makeMessageOnWriter(_ build: (FrameCompressor?) -> OutboundMessage) -> OutboundMessage {
+        guard compressingConnections.load(ordering: .relaxed) > 0 else { return build(nil) }
+        return writerCompressor.withLockedValue { build($0) }
     }
 
     func nextSessionID() -> String {

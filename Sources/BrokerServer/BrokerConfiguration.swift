@@ -32,6 +32,14 @@ public struct BrokerConfiguration: Sendable {
     public var eventLoopThreads = System.coreCount
     /// Retained messages read from the journal per replay page.
     public var replayPageSize = 512
+    /// Accept permessage-deflate (RFC 7692) from clients that offer it. A publish is compressed
+    /// once and the compressed frame shared by every subscriber that negotiated it.
+    public var compressionEnabled = true
+    /// zlib level for outbound messages, 1 (fastest) to 9 (smallest).
+    public var compressionLevel = 6
+    /// Messages whose frame body is shorter than this go uncompressed (deflate gains little on
+    /// them and costs a few microseconds each).
+    public var compressionThresholdBytes = 128
     /// Name and version announced in welcome.
     public var serverName = "swift-broker/0.1.0"
 

@@ -1,5 +1,6 @@
 import BrokerJournal
 import CoreMetrics
+import BrokerProtocol
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -115,8 +116,15 @@ public final class BrokerServer: Sendable {
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
-                let accept = paths.contains(Self.path(of: head.uri)) && hooks.isAuthorizedUpgrade(head)
-                return channel.eventLoop.makeSucceededFuture(accept ? HTTPHeaders() : nil)
+                let path = Self.path(of: head.uri)
+                guard paths.contains(path), hooks.isAuthorizedUpgrade(head) else {
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                var headers = HTTPHeaders()
+                if let agreement = Self.deflateAgreement(head, configuration: configuration) {
+                    headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
+                }
+                return channel.eventLoop.makeSucceededFuture(headers)
             },
             upgradePipelineHandler: { channel, head in
                 channel.eventLoop.makeCompletedFuture {
@@ -129,7 +137,8 @@ public final class BrokerServer: Sendable {
                     let tls = try? operations.handler(type: NIOSSLServerHandler.self)
                     try operations.addHandler(HeadWriter(), position: tls.map { .after($0) } ?? .first)
                     let shard = broker.shard(for: channel.eventLoop)
-                    try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode))
+                    let deflate = Self.deflateAgreement(head, configuration: configuration)
+                    try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode, deflate: deflate))
                 }
             }
         )
@@ -151,6 +160,13 @@ public final class BrokerServer: Sendable {
             accepted = constantTimeEquals(presented, token) || accepted
         }
         return accepted
+    }
+
+    /// The permessage-deflate agreement for an upgrade request (the same answer in
+    /// `shouldUpgrade` and in the pipeline set-up: it depends on the request alone).
+    static func deflateAgreement(_ head: HTTPRequestHead, configuration: BrokerConfiguration) -> PerMessageDeflate.Agreement? {
+        guard configuration.compressionEnabled else { return nil }
+        return PerMessageDeflate.negotiate(headerLines: head.headers["Sec-WebSocket-Extensions"])
     }
 
     static func path(of uri: String) -> String {

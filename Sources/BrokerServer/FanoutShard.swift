@@ -23,14 +23,18 @@ final class FanoutShard: @unchecked Sendable {
     private var keepaliveTask: RepeatedTask?
     /// Where the journal writer posts fan-outs and completions for this loop.
     private(set) var mailbox: LoopMailbox!
+    /// This loop's permessage-deflate compressor (nil when compression is off): for publishes
+    /// made here, replays and echoes. Reset per message, so it holds no per-connection state.
+    let compressor: FrameCompressor?
 
     var subscriptionCount: Int { index.count }
     /// Traffic figures of this loop, summed by `BrokerMetrics`.
     var counters = ShardCounters()
 
-    init(eventLoop: any EventLoop, position: Int) {
+    init(eventLoop: any EventLoop, position: Int, compressor: FrameCompressor? = nil) {
         self.eventLoop = eventLoop
         self.position = position
+        self.compressor = compressor
         self.mailbox = LoopMailbox(eventLoop: eventLoop) { [unowned self] message in self.deliver(message) }
     }
 
@@ -42,16 +46,19 @@ final class FanoutShard: @unchecked Sendable {
         connections.append(connection)
     }
 
-    func remove(_ connection: WebSocketConnection) {
+    /// Returns whether `connection` was here (false on a second call).
+    @discardableResult
+    func remove(_ connection: WebSocketConnection) -> Bool {
         eventLoop.assertInEventLoop()
         let slot = connection.shardSlot
-        guard slot >= 0, slot < connections.count, connections[slot] === connection else { return }
+        guard slot >= 0, slot < connections.count, connections[slot] === connection else { return false }
         let last = connections.removeLast()
         if slot < connections.count {
             connections[slot] = last
             last.shardSlot = slot
         }
         connection.shardSlot = -1
+        return true
     }
 
     // MARK: Subscriptions

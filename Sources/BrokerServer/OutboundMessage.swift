@@ -2,7 +2,9 @@ import BrokerProtocol
 import NIOCore
 
 /// A publish ready for delivery: encoded once into a complete WebSocket frame that every
-/// subscriber's connection writes as it is (the buffer's storage is shared, never copied).
+/// subscriber's connection writes as it is (the buffer's storage is shared, never copied), and,
+/// when some connection negotiated permessage-deflate, compressed once into a second frame that
+/// every such connection shares.
 ///
 /// A class, immutable: every event loop and mailbox holds the same instance, so handing it on
 /// costs one reference count (on one cache line) instead of one per field.
@@ -14,24 +16,34 @@ final class OutboundMessage: Sendable {
     let offset: UInt64?
     /// The complete frame: header and body.
     let frame: ByteBuffer
+    /// The same message compressed (RSV1 set), or nil: no compressor was given (no connection
+    /// had negotiated compression), the body is under the threshold, or deflate did not help.
+    let compressedFrame: ByteBuffer?
 
-    /// A message whose frame is already encoded.
-    init(topic: String, levels: [Substring], offset: UInt64?, frame: ByteBuffer) {
+    /// A message whose frame is already encoded; `compressor`: pass one only when some
+    /// connection negotiated compression.
+    init(
+        topic: String, levels: [Substring], offset: UInt64?, frame: ByteBuffer, compressor: FrameCompressor?,
+        allocator: ByteBufferAllocator
+    ) {
         self.topic = topic
         self.levels = levels
         self.offset = offset
         self.frame = frame
+        self.compressedFrame = compressor?.compressed(frame, allocator: allocator)
     }
 
+    /// `compressor`: pass one only when some connection negotiated compression.
     init(
         topic: String, levels: [Substring]? = nil, payload: ByteBuffer, isBinary: Bool, offset: UInt64?,
-        replay: Bool = false, allocator: ByteBufferAllocator
+        replay: Bool = false, compressor: FrameCompressor? = nil, allocator: ByteBufferAllocator
     ) {
         self.topic = topic
         self.levels = levels ?? Topic.levels(of: topic)
         self.offset = offset
         self.frame = Self.encodeFrame(
             topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, allocator: allocator)
+        self.compressedFrame = compressor?.compressed(frame, allocator: allocator)
     }
 
     static func encodeFrame(

@@ -46,7 +46,8 @@ extension Broker {
                 futures.append(promise.futureResult)
             } else {
                 let message = OutboundMessage(
-                    topic: item.topic, payload: item.payload, isBinary: item.isBinary, offset: nil, allocator: allocator)
+                    topic: item.topic, payload: item.payload, isBinary: item.isBinary, offset: nil,
+                    compressor: sharedFrameCompressor(on: shard), allocator: allocator)
                 if viaJournal {
                     let promise = eventLoop.makePromise(of: UInt64?.self)
                     publishLiveAfterJournal(message, thenOnShard: shard.position, .run { promise.succeed(nil) })

@@ -31,6 +31,7 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
     private let shardPosition: Int
     private let broker: Broker
     private let started: NIODeadline
+    private let allocator: ByteBufferAllocator
     /// The frame up to its offset (text), or with a zero offset at `binaryOffsetIndex`.
     private var frame: ByteBuffer
     private var binaryOffsetIndex = 0
@@ -47,6 +48,7 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
         self.shardPosition = shardPosition
         self.broker = broker
         self.started = .now()
+        self.allocator = allocator
         // Room for the longest offset and the closing brace.
         frame = ServerFrame.begin(allocator: allocator, bodyCapacity: payload.readableBytes + topic.utf8.count + 64)
         if isBinary {
@@ -67,7 +69,11 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
                 ServerMessageEncoder.finishMessage(offset: offset, into: &frame)
                 ServerFrame.finish(&frame, .text)
             }
-            broker.fanOutFromWriter(OutboundMessage(topic: topic, levels: levels, offset: offset, frame: frame))
+            let frame = self.frame
+            broker.fanOutFromWriter(broker.makeMessageOnWriter { compressor in
+                OutboundMessage(
+                    topic: topic, levels: levels, offset: offset, frame: frame, compressor: compressor, allocator: allocator)
+            })
         }
         switch requester {
         case .connection:

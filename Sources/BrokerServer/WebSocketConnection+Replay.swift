@@ -93,7 +93,7 @@ extension WebSocketConnection {
             finishReplay()
         case .success(let page):
             for record in page.records {
-                write(OutboundMessage.encodeFrame(
+                writeData(OutboundMessage.encodeFrame(
                     topic: record.topic, payload: record.payload, isBinary: record.isBinary,
                     offset: record.offset, replay: true, allocator: allocator))
                 job.cursor = record.offset
@@ -131,7 +131,7 @@ extension WebSocketConnection {
             if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
                 continue  // the replay answered for it
             }
-            write(message.frame)
+            write(frame(of: message))
         }
         serveDeferredRequests()
     }

@@ -49,7 +49,9 @@ extension WebSocketConnection {
         shard.counters.published(isBinary: isBinary, retained: retain, bytes: payload.readableBytes)
         if !retain && journalRequestsInFlight == 0 {
             // The common case: fan out from here, at once.
-            broker.fanOut(OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator))
+            broker.fanOut(OutboundMessage(
+                topic: topic, payload: payload, isBinary: isBinary, offset: nil,
+                compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator))
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
             return
         }
@@ -64,7 +66,9 @@ extension WebSocketConnection {
                 shardPosition: shard.position, broker: broker, allocator: allocator))
         } else {
             // A retained publish of ours is still being committed: queue behind it on the writer.
-            let message = OutboundMessage(topic: topic, payload: payload, isBinary: isBinary, offset: nil, allocator: allocator)
+            let message = OutboundMessage(
+                topic: topic, payload: payload, isBinary: isBinary, offset: nil,
+                compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator)
             broker.publishLiveAfterJournal(
                 message, thenOnShard: shard.position,
                 .journalRequestCompleted(NIOLoopBound(self, eventLoop: eventLoop), id, .success(nil)))

@@ -31,6 +31,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     let broker: Broker
     let shard: FanoutShard
     let mode: Mode
+    /// permessage-deflate, when the client offered it and the broker accepted.
+    let deflate: PerMessageDeflate.Agreement?
     let sessionID: String
     var state = State.open
     private(set) var context: ChannelHandlerContext!
@@ -72,12 +74,13 @@ final class WebSocketConnection: ChannelInboundHandler {
     var allocator: ByteBufferAllocator { context.channel.allocator }
     var eventLoop: any EventLoop { context.eventLoop }
 
-    init(broker: Broker, shard: FanoutShard, mode: Mode) {
+    init(broker: Broker, shard: FanoutShard, mode: Mode, deflate: PerMessageDeflate.Agreement? = nil) {
         self.broker = broker
         self.shard = shard
         self.mode = mode
+        self.deflate = deflate
         self.sessionID = broker.nextSessionID()
-        self.assembler = MessageAssembler(maxMessageBytes: broker.configuration.maxMessageBytes)
+        self.assembler = MessageAssembler(maxMessageBytes: broker.configuration.maxMessageBytes, deflate: deflate)
     }
 
     // MARK: Channel events
@@ -88,8 +91,10 @@ final class WebSocketConnection: ChannelInboundHandler {
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)
         shard.counters.connects &+= 1
+        if deflate != nil { broker.compressingConnections.wrappingIncrement(ordering: .relaxed) }
         broker.logger.info("connection opened", metadata: [
             "session": "\(sessionID)", "peer": "\(context.channel.remoteAddress?.description ?? "?")",
+            "deflate": "\(deflate != nil)",
         ])
         if mode == .broker {
             let welcome = Welcome(
@@ -108,7 +113,9 @@ final class WebSocketConnection: ChannelInboundHandler {
         replay = nil
         deferredRequests.removeAll()
         heldBack.removeAll()
-        shard.remove(self)
+        if shard.remove(self), deflate != nil {
+            broker.compressingConnections.wrappingDecrement(ordering: .relaxed)
+        }
         shard.counters.disconnected(disconnectReason ?? .reset)
         broker.logger.info("connection closed", metadata: [
             "session": "\(sessionID)", "clean": "\(!wasOpen)",
@@ -172,7 +179,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     private func handleMessage(opcode: WebSocketOpcode, payload: ByteBuffer) {
         if mode == .echo {
-            write(ServerFrame.encode(opcode == .text ? .text : .binary, payload: payload, allocator: allocator))
+            writeData(ServerFrame.encode(opcode == .text ? .text : .binary, payload: payload, allocator: allocator))
             return
         }
         let parsed: Result<ControlRequest, RequestError> =
@@ -221,6 +228,27 @@ final class WebSocketConnection: ChannelInboundHandler {
         }
     }
 
+    /// Writes a data frame made for this connection alone (a replayed or echoed message):
+    /// compressed with the loop's compressor when this connection negotiated compression.
+    func writeData(_ plain: ByteBuffer) {
+        guard deflate != nil, let compressor = shard.compressor else { return write(plain) }
+        write(frame(plain: plain, compressed: compressor.compressed(plain, allocator: allocator)))
+    }
+
+    /// The frame of `message` this connection takes: the shared compressed one if it negotiated
+    /// compression, otherwise the plain one.
+    func frame(of message: OutboundMessage) -> ByteBuffer {
+        frame(plain: message.frame, compressed: message.compressedFrame)
+    }
+
+    private func frame(plain: ByteBuffer, compressed: ByteBuffer?) -> ByteBuffer {
+        // A client that asked for a small server window can inflate a frame compressed with the
+        // full window only if the message is no longer than its window (no distance can reach
+        // further back); the plain frame's length bounds the message's.
+        guard let deflate, let compressed, plain.readableBytes <= deflate.maxSharedFrameMessageBytes else { return plain }
+        return compressed
+    }
+
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
@@ -244,7 +272,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     func deliver(_ message: OutboundMessage) {
         guard state == .open else { return }
         if replay == nil {
-            write(message.frame)
+            write(frame(of: message))
             return
         }
         heldBack.append(message)

@@ -308,6 +308,17 @@ extension SettingKey {
             "log.format", .choice(["text", "json"]), help: "'text': one readable line per event; 'json': one JSON object per line.",
             apply: { $0.logFormat = string($1) }, read: { $0.logFormat }),
         SettingKey(
+            "compression.enabled", .bool,
+            help: "Accept permessage-deflate (RFC 7692) from clients that offer it; a publish is compressed once for all of them.",
+            apply: { $0.server.compressionEnabled = bool($1) }, read: { String($0.server.compressionEnabled) }),
+        SettingKey(
+            "compression.level", .integer(1...9), help: "zlib compression level (1 fastest, 9 smallest).",
+            apply: { $0.server.compressionLevel = int($1) }, read: { String($0.server.compressionLevel) }),
+        SettingKey(
+            "compression.threshold", .bytes(0...Int(Int32.max)),
+            help: "Message bodies smaller than this are sent uncompressed (deflate rarely pays below ~128 bytes).",
+            apply: { $0.server.compressionThresholdBytes = int($1) }, read: { String($0.server.compressionThresholdBytes) }),
+        SettingKey(
             "metrics.enabled", .bool, help: "Serve Prometheus metrics on GET /metrics.",
             apply: { $0.metricsEnabled = bool($1) }, read: { String($0.metricsEnabled) }),
         SettingKey(

@@ -3,6 +3,8 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
+@testable import BrokerServer
+
 /// A deliberately low-level WebSocket client for integration tests: it writes the upgrade
 /// request and every frame byte by byte, so tests can send what a real client library would
 /// refuse to (unmasked frames, bad opcodes, broken UTF-8, truncated binary publishes).
@@ -14,6 +16,16 @@ final class RawWebSocketClient: @unchecked Sendable {
         var payload: [UInt8]
 
         var text: String { String(decoding: payload, as: UTF8.self) }
+        /// The message's bytes: inflated when RSV1 is set (permessage-deflate).
+        var messageBytes: [UInt8] {
+            guard rsv1 else { return payload }
+            var output = ByteBuffer()
+            let inflater = MessageInflater(windowBits: 15)!
+            guard inflater.inflate(ByteBuffer(bytes: payload), into: &output, limit: 1 << 26) == .ok,
+                inflater.finish(into: &output, limit: 1 << 26) == .ok
+            else { return [] }
+            return Array(output.readableBytesView)
+        }
         var closeCode: UInt16? {
             guard opcode == 0x8, payload.count >= 2 else { return nil }
             return UInt16(payload[0]) << 8 | UInt16(payload[1])
@@ -115,6 +127,27 @@ final class RawWebSocketClient: @unchecked Sendable {
         try await send(opcode: 0x1, payload: Array(text.utf8))
     }
 
+    /// Sends a message compressed with permessage-deflate (RSV1 on its first frame), cut into
+    /// `fragments` frames.
+    func sendCompressed(opcode: UInt8, payload: [UInt8], fragments: Int = 1) async throws {
+        var compressed = ByteBuffer()
+        guard MessageDeflater(level: 6)!.compress(ByteBuffer(bytes: payload), into: &compressed) else {
+            throw ClientError.handshake("deflate failed")
+        }
+        let bytes = Array(compressed.readableBytesView)
+        let size = max(1, (bytes.count + fragments - 1) / fragments)
+        var start = 0
+        var first = true
+        repeat {
+            let end = min(bytes.count, start + size)
+            try await send(
+                opcode: first ? opcode : 0x0, payload: Array(bytes[start..<end]), fin: end == bytes.count,
+                rsv: first ? 0x4 : 0)
+            first = false
+            start = end
+        } while start < bytes.count
+    }
+
     func sendBinaryPublish(topic: String, payload: [UInt8], retain: Bool = false, ackID: UInt32? = nil) async throws {
         var body = ByteBuffer()
         BinaryCodec.encodePublish(topic: topic, payload: ByteBuffer(bytes: payload), retain: retain, ackID: ackID, into: &body)
@@ -168,8 +201,8 @@ final class RawWebSocketClient: @unchecked Sendable {
             let frame = try await nextFrame(timeout: timeout)
             switch frame.opcode {
             case 0x9: continue
-            case 0x1: return try ServerMessage.parseText(ByteBuffer(bytes: frame.payload))
-            case 0x2: return .message(try BinaryCodec.decodeMessage(ByteBuffer(bytes: frame.payload)))
+            case 0x1: return try ServerMessage.parseText(ByteBuffer(bytes: frame.messageBytes))
+            case 0x2: return .message(try BinaryCodec.decodeMessage(ByteBuffer(bytes: frame.messageBytes)))
             default: throw ClientError.handshake("unexpected frame \(frame)")
             }
         }
