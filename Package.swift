@@ -3,8 +3,13 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-    // Release builds skip the runtime exclusivity checks: they cost a few percent of every publish
-    // (swift_beginAccess on each class property access); debug builds and tests keep them.
+]
+
+/// The server's hot path: release builds skip the runtime exclusivity checks, which cost a few
+/// percent of every publish (swift_beginAccess on each class property access); debug builds and
+/// tests keep them. Only for the server side: SwiftPM refuses unsafe flags in a package used as
+/// a versioned dependency, and BrokerProtocol and BrokerClient must stay usable as one.
+let serverSide: [SwiftSetting] = strict + [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
@@ -55,7 +60,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: strict
+            swiftSettings: serverSide
         ),
         // The server engine: listener, WebSocket connection, subscription index, fan-out.
         .target(
@@ -77,7 +82,7 @@ let package = Package(
                 // Configuration files: YAML with line marks for `broker config check`.
                 .product(name: "Yams", package: "Yams"),
             ],
-            swiftSettings: strict
+            swiftSettings: serverSide
         ),
         // The async/await client library Swift services embed.
         .target(
@@ -107,7 +112,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            swiftSettings: strict
+            swiftSettings: serverSide
         ),
         .executableTarget(
             name: "broker-cli",
@@ -128,7 +133,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: strict
+            swiftSettings: serverSide
         ),
         .testTarget(
             name: "BrokerProtocolTests",
