@@ -79,6 +79,7 @@ final class FanoutShard: @unchecked Sendable {
     func deliver(_ message: OutboundMessage) {
         eventLoop.assertInEventLoop()
         guard index.count > 0 else { return }
+        currentSlots = (nil, nil)
         deliverySequence &+= 1
         let sequence = deliverySequence
         var delivered = 0
@@ -106,6 +107,40 @@ final class FanoutShard: @unchecked Sendable {
         let toFlush = dirty
         dirty.removeAll(keepingCapacity: true)
         for connection in toFlush { connection.flushIfNeeded() }
+        // Every connection owed a range has written it: the tick's batches are done.
+        batches.removeAll(keepingCapacity: true)
+        currentSlots = (nil, nil)
+    }
+
+    // MARK: Batches
+
+    private struct BatchKey: Hashable {
+        var topic: String
+        var compressed: Bool
+    }
+
+    /// This tick's batch per topic and frame variant (TickBatch.swift).
+    private var batches: [BatchKey: TickBatch] = [:]
+    /// Where the message being delivered lies in its batches (plain, compressed), once placed.
+    private var currentSlots: (plain: (TickBatch, Range<Int>)?, compressed: (TickBatch, Range<Int>)?) = (nil, nil)
+    private static let maxBatchBytes = 256 * 1024
+    private let batchAllocator = ByteBufferAllocator()
+
+    /// The batch and range holding `frame`, the variant of the message being delivered that a
+    /// connection takes; placed once per message and variant, on the first connection asking.
+    func batchSlot(topic: String, frame: ByteBuffer, compressed: Bool) -> (TickBatch, Range<Int>) {
+        if let slot = compressed ? currentSlots.compressed : currentSlots.plain { return slot }
+        let key = BatchKey(topic: topic, compressed: compressed)
+        let batch: TickBatch
+        if let open = batches[key], !open.isSliced, open.byteCount + frame.readableBytes <= Self.maxBatchBytes {
+            batch = open
+        } else {
+            batch = TickBatch(allocator: batchAllocator, capacity: max(4_096, frame.readableBytes))
+            batches[key] = batch
+        }
+        let slot = (batch, batch.append(frame))
+        if compressed { currentSlots.compressed = slot } else { currentSlots.plain = slot }
+        return slot
     }
 
     // MARK: Keepalive

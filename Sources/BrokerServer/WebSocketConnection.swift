@@ -39,6 +39,9 @@ final class WebSocketConnection: ChannelInboundHandler {
     private var writer: ChannelHandlerContext!
     private var assembler: MessageAssembler
     private var needsFlush = false
+    /// The run of the shard's current batch this connection is owed, written at flush.
+    private var pendingBatch: TickBatch?
+    private var pendingRange = 0..<0
     private var closeTimer: Scheduled<Void>?
     /// Why the connection is ending, once known (for metrics).
     var disconnectReason: DisconnectReason?
@@ -221,6 +224,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Queues a complete frame; the shard flushes this connection at the end of the tick.
     func write(_ frame: ByteBuffer) {
+        writePendingBatch()
         writer.write(NIOAny(frame), promise: nil)
         if !needsFlush {
             needsFlush = true
@@ -238,7 +242,12 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// The frame of `message` this connection takes: the shared compressed one if it negotiated
     /// compression, otherwise the plain one.
     func frame(of message: OutboundMessage) -> ByteBuffer {
-        frame(plain: message.frame, compressed: message.compressedFrame)
+        takesCompressedFrame(of: message) ? message.compressedFrame! : message.frame
+    }
+
+    private func takesCompressedFrame(of message: OutboundMessage) -> Bool {
+        guard let deflate, message.compressedFrame != nil else { return false }
+        return message.frame.readableBytes <= deflate.maxSharedFrameMessageBytes
     }
 
     private func frame(plain: ByteBuffer, compressed: ByteBuffer?) -> ByteBuffer {
@@ -252,7 +261,16 @@ final class WebSocketConnection: ChannelInboundHandler {
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
+        writePendingBatch()
         writer.flush()
+    }
+
+    /// Writes the run of this tick's batch that this connection is owed (TickBatch.swift), ahead
+    /// of anything else it writes.
+    private func writePendingBatch() {
+        guard let batch = pendingBatch else { return }
+        pendingBatch = nil
+        writer.write(NIOAny(batch.slice(pendingRange)), promise: nil)
     }
 
     /// Writes one JSON reply built by `body`.
@@ -272,7 +290,20 @@ final class WebSocketConnection: ChannelInboundHandler {
     func deliver(_ message: OutboundMessage) {
         guard state == .open else { return }
         if replay == nil {
-            write(frame(of: message))
+            let compressed = takesCompressedFrame(of: message)
+            let (batch, range) = shard.batchSlot(
+                topic: message.topic, frame: compressed ? message.compressedFrame! : message.frame, compressed: compressed)
+            if pendingBatch === batch, pendingRange.upperBound == range.lowerBound {
+                pendingRange = pendingRange.lowerBound..<range.upperBound
+                return
+            }
+            writePendingBatch()
+            pendingBatch = batch
+            pendingRange = range
+            if !needsFlush {
+                needsFlush = true
+                shard.markDirty(self)
+            }
             return
         }
         heldBack.append(message)
