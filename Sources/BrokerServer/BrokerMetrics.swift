@@ -89,24 +89,13 @@ public final class BrokerMetrics: Sendable {
 
     /// Sums the shards' counters and exports them, with the gauges and the journal's figures.
     func collect(_ broker: Broker, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        let perShard = broker.shards.map { shard in
-            shard.eventLoop.submit { (shard.counters, shard.connections.count, shard.subscriptionCount) }
-        }
         let uptimeSeconds = Double((NIODeadline.now() - broker.startedAt).nanoseconds) / 1e9
-        return EventLoopFuture.whenAllSucceed(perShard, on: eventLoop)
+        return broker.totals(on: eventLoop)
             .and(broker.journal.stats(on: eventLoop))
-            .map { shards, journal in
-                var total = ShardCounters()
-                var connectionCount = 0
-                var subscriptionCount = 0
-                for (counters, connections, subscriptions) in shards {
-                    total.add(counters)
-                    connectionCount += connections
-                    subscriptionCount += subscriptions
-                }
-                self.export(total)
-                self.connections.record(connectionCount)
-                self.subscriptions.record(subscriptionCount)
+            .map { totals, journal in
+                self.export(totals.counters)
+                self.connections.record(totals.connections)
+                self.subscriptions.record(totals.subscriptions)
                 self.journalBytes.record(journal.bytes)
                 self.journalMessages.record(journal.messages)
                 self.journalTopics.record(journal.topics)
