@@ -19,17 +19,7 @@ enum HTTPTestClient {
         _ method: String, _ target: String, port: Int, headers: [String] = [], body: [UInt8]? = nil,
         chunked: Bool = false, tls: NIOSSLContext? = nil
     ) async throws -> HTTPResponse {
-        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(RawWebSocketClient.Collector(continuation))
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let (channel, stream) = try await RawWebSocketClient.openCollecting(port: port, tls: tls)
         var request = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         for header in headers { request += header + "\r\n" }
         var out = ByteBuffer()

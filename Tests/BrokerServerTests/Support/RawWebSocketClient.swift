@@ -56,11 +56,9 @@ final class RawWebSocketClient: @unchecked Sendable {
         self.inbound = inbound.makeAsyncIterator()
     }
 
-    /// Connects and performs the upgrade. `extraHeaders` lets tests offer extensions.
-    /// With `tls`, the connection speaks TLS first (wss://).
-    static func connect(
-        port: Int, path: String = "/ws", extraHeaders: [String] = [], expectUpgrade: Bool = true, tls: NIOSSLContext? = nil
-    ) async throws -> RawWebSocketClient {
+    /// A TCP (or, with `tls`, TLS) connection to the broker whose inbound bytes arrive on the
+    /// returned stream; shared with HTTPTestClient.
+    static func openCollecting(port: Int, tls: NIOSSLContext?) async throws -> (any Channel, AsyncStream<ByteBuffer>) {
         let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
@@ -72,6 +70,15 @@ final class RawWebSocketClient: @unchecked Sendable {
                 }
             }
             .connect(host: "127.0.0.1", port: port).get()
+        return (channel, stream)
+    }
+
+    /// Connects and performs the upgrade. `extraHeaders` lets tests offer extensions.
+    /// With `tls`, the connection speaks TLS first (wss://).
+    static func connect(
+        port: Int, path: String = "/ws", extraHeaders: [String] = [], expectUpgrade: Bool = true, tls: NIOSSLContext? = nil
+    ) async throws -> RawWebSocketClient {
+        let (channel, stream) = try await openCollecting(port: port, tls: tls)
         let client = RawWebSocketClient(channel: channel, inbound: stream)
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         request += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
