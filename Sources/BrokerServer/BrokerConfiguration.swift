@@ -18,8 +18,15 @@ public struct BrokerConfiguration: Sendable {
     public var maxTopicBytes = 256
     /// Subscriptions one connection may hold.
     public var maxSubscriptionsPerConnection = 1_000
-    /// Bytes a connection may have queued for sending before it is closed as a slow consumer.
-    public var maxOutboundBytes = 1 << 20
+    /// Bytes queued for sending above which a connection is behind: a connection that stays
+    /// behind for `slowConsumerTimeout` is closed as a slow consumer. A short stall (a client's
+    /// GC pause, a burst of large messages) is absorbed instead of costing the connection.
+    public var outboundHighWaterBytes = 1 << 20
+    /// How long a connection may stay behind before it is closed as a slow consumer.
+    public var slowConsumerTimeout: TimeAmount = .seconds(10)
+    /// Bytes a connection may have queued for sending at all: past this it is closed as a slow
+    /// consumer at once. Bounds the memory one connection can hold, whatever the timeout.
+    public var maxOutboundBytes = 16 << 20
     /// How long a silent connection waits before the broker pings it.
     public var pingInterval: TimeAmount = .seconds(30)
     /// How long a ping may stay unanswered before the connection is closed.
@@ -70,4 +77,11 @@ public struct BrokerConfiguration: Sendable {
     }
 
     public init() {}
+
+    /// NIO's writability marks: unwritable above the high-water mark (capped by the hard limit),
+    /// writable again once half of it has drained.
+    var outboundWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        let high = max(1, min(outboundHighWaterBytes, maxOutboundBytes))
+        return .init(low: high / 2, high: high)
+    }
 }

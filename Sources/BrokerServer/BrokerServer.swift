@@ -82,9 +82,7 @@ public final class BrokerServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelOption(
-                .writeBufferWaterMark,
-                value: .init(low: configuration.maxOutboundBytes / 2, high: configuration.maxOutboundBytes))
+            .childChannelOption(.writeBufferWaterMark, value: configuration.outboundWaterMark)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {

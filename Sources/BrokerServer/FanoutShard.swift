@@ -17,6 +17,8 @@ final class FanoutShard: @unchecked Sendable {
     private(set) var connections: [WebSocketConnection] = []
     /// Connections written to since the last flush.
     private var dirty: [WebSocketConnection] = []
+    /// `dirty` of the flush in progress; swapped with it so that neither array reallocates.
+    private var flushing: [WebSocketConnection] = []
     private var flushScheduled = false
     /// Stamped on a connection when it receives a publish, so overlapping filters deliver once.
     private var deliverySequence: UInt64 = 0
@@ -104,9 +106,9 @@ final class FanoutShard: @unchecked Sendable {
 
     private func flushDirty() {
         flushScheduled = false
-        let toFlush = dirty
-        dirty.removeAll(keepingCapacity: true)
-        for connection in toFlush { connection.flushIfNeeded() }
+        swap(&dirty, &flushing)
+        for connection in flushing { connection.flushIfNeeded() }
+        flushing.removeAll(keepingCapacity: true)
         // Every connection owed a range has written it: the tick's batches are done.
         batches.removeAll(keepingCapacity: true)
         currentSlots = (nil, nil)

@@ -43,6 +43,9 @@ final class WebSocketConnection: ChannelInboundHandler {
     private var pendingBatch: TickBatch?
     private var pendingRange = 0..<0
     private var closeTimer: Scheduled<Void>?
+    /// Armed while the connection is behind (unwritable); closes it as a slow consumer if it
+    /// does not catch up in time.
+    private var slowConsumerTimer: Scheduled<Void>?
     /// Why the connection is ending, once known (for metrics).
     var disconnectReason: DisconnectReason?
 
@@ -111,6 +114,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         let wasOpen = state == .open
         state = .closed
         closeTimer?.cancel()
+        slowConsumerTimer?.cancel()
         for filter in filters { shard.unsubscribe(self, from: filter) }
         filters.removeAll()
         replay = nil
@@ -154,10 +158,13 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
-        if !writable, state == .open, replay == nil {
-            broker.logger.info("closing slow consumer", metadata: ["session": "\(sessionID)"])
-            close(code: 1008, reason: "slow consumer")
-        } else if writable, replayAwaitsWritability {
+        if !writable {
+            fellBehind()
+        } else {
+            slowConsumerTimer?.cancel()
+            slowConsumerTimer = nil
+        }
+        if writable, replayAwaitsWritability {
             replayAwaitsWritability = false
             readNextReplayPage()
         } else if writable, replay?.draining == true {
@@ -263,6 +270,9 @@ final class WebSocketConnection: ChannelInboundHandler {
         needsFlush = false
         writePendingBatch()
         writer.flush()
+        if slowConsumerTimer != nil, bufferedBytes > broker.configuration.maxOutboundBytes {
+            closeSlowConsumer(because: "queue over max-outbound-bytes")
+        }
     }
 
     /// Writes the run of this tick's batch that this connection is owed (TickBatch.swift), ahead
@@ -309,9 +319,32 @@ final class WebSocketConnection: ChannelInboundHandler {
         heldBack.append(message)
         heldBackBytes += message.frame.readableBytes
         if heldBackBytes > broker.configuration.maxOutboundBytes {
-            broker.logger.info("closing slow consumer (replay backlog)", metadata: ["session": "\(sessionID)"])
-            close(code: 1008, reason: "slow consumer")
+            closeSlowConsumer(because: "replay backlog over max-outbound-bytes")
         }
+    }
+
+    // MARK: Slow consumers
+
+    /// The queue crossed the high-water mark: the connection has `slowConsumerTimeout` to drain
+    /// below half of it (then NIO reports it writable again).
+    private func fellBehind() {
+        guard state == .open, slowConsumerTimer == nil else { return }
+        let connection = NIOLoopBound(self, eventLoop: eventLoop)
+        slowConsumerTimer = eventLoop.scheduleTask(in: broker.configuration.slowConsumerTimeout) {
+            connection.value.slowConsumerTimer = nil
+            connection.value.closeSlowConsumer(because: "behind for slow-consumer-timeout")
+        }
+    }
+
+    /// Bytes written to the channel and not yet taken by the kernel.
+    private var bufferedBytes: Int {
+        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+    }
+
+    private func closeSlowConsumer(because cause: String) {
+        guard state == .open else { return }
+        broker.logger.info("closing slow consumer", metadata: ["session": "\(sessionID)", "cause": "\(cause)"])
+        close(code: 1008, reason: "slow consumer")
     }
 
     // MARK: Closing
@@ -321,6 +354,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     func close(code: UInt16, reason: String) {
         guard state == .open else { return }
         state = .closing
+        slowConsumerTimer?.cancel()
+        slowConsumerTimer = nil
         disconnectReason = DisconnectReason(closeCode: code, reason: reason)
         if disconnectReason == .protocolError { shard.counters.protocolError("ws_\(code)") }
         replay = nil

@@ -52,7 +52,24 @@ import Testing
         }
     }
 
-    @Test func slowConsumerIsClosedWith1008WhileOthersKeepReceiving() async throws {
+    /// Publishes `count` messages of 8 KiB to `load`, in windows of four that `healthy` must
+    /// receive before the next, so that only a subscriber that stopped reading falls behind,
+    /// however loaded the machine is. Returns how many `healthy` received.
+    func publishLoad(_ publisher: RawWebSocketClient, healthy: RawWebSocketClient, count: Int) async throws -> Int {
+        let payload = String(repeating: "x", count: 8 * 1024)
+        var received = 0
+        for n in 0..<count {
+            try await publisher.sendText(#"{"op":"publish","topic":"load","data":"\#(n)\#(payload)"}"#)
+            if n % 4 == 3 || n == count - 1 {
+                while received <= n {
+                    if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
+                }
+            }
+        }
+        return received
+    }
+
+    @Test func consumerOverTheHardLimitIsClosedWith1008WhileOthersKeepReceiving() async throws {
         // A long close timeout: the close frame waits behind what is buffered until we read it.
         try await TestBroker.with(configure: {
             $0.maxOutboundBytes = 64 * 1024
@@ -65,26 +82,68 @@ import Testing
             try await subscribe(healthy, "load")
             // The slow consumer stops reading: its socket buffers fill, then the broker's queue.
             try await slow.channel.setOption(.autoRead, value: false).get()
-
-            let payload = String(repeating: "x", count: 8 * 1024)
-            let count = 2_000  // 16 MiB: more than the kernel buffers and the 64 KiB limit together
-            // Publish in small windows and let the healthy subscriber catch up after each, so that
-            // only the one that stopped reading can fall behind, however loaded the machine is.
-            var received = 0
-            for n in 0..<count {
-                try await publisher.sendText(#"{"op":"publish","topic":"load","data":"\#(n)\#(payload)"}"#)
-                if n % 4 == 3 || n == count - 1 {
-                    while received <= n {
-                        if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
-                    }
-                }
-            }
-            #expect(received == count)
+            // 16 MiB: more than the kernel buffers and the 64 KiB limit together.
+            #expect(try await publishLoad(publisher, healthy: healthy, count: 2_000) == 2_000)
 
             try await slow.channel.setOption(.autoRead, value: true).get()
             slow.channel.read()
             #expect(try await slow.expectClose(timeout: .seconds(20)) == 1008)
             for client in [slow, healthy, publisher] { await client.close() }
+        }
+    }
+
+    @Test func consumerBehindForLongerThanTheTimeoutIsClosedWith1008() async throws {
+        try await TestBroker.with(configure: {
+            $0.outboundHighWaterBytes = 64 * 1024
+            $0.maxOutboundBytes = 256 << 20
+            $0.slowConsumerTimeout = .milliseconds(300)
+            $0.closeTimeout = .seconds(120)
+        }) { broker in
+            let slow = try await broker.client()
+            let healthy = try await broker.client()
+            let publisher = try await broker.client()
+            try await subscribe(slow, "load")
+            try await subscribe(healthy, "load")
+            try await slow.channel.setOption(.autoRead, value: false).get()
+            // 16 MiB, far below the hard limit: only the time behind can close it.
+            #expect(try await publishLoad(publisher, healthy: healthy, count: 2_000) == 2_000)
+            try await Task.sleep(for: .milliseconds(600))
+
+            try await slow.channel.setOption(.autoRead, value: true).get()
+            slow.channel.read()
+            #expect(try await slow.expectClose(timeout: .seconds(20)) == 1008)
+            for client in [slow, healthy, publisher] { await client.close() }
+        }
+    }
+
+    @Test func consumerThatCatchesUpWithinTheTimeoutKeepsEveryMessage() async throws {
+        try await TestBroker.with(configure: {
+            $0.outboundHighWaterBytes = 64 * 1024
+            $0.maxOutboundBytes = 256 << 20
+            $0.slowConsumerTimeout = .seconds(60)
+        }) { broker in
+            let stalled = try await broker.client()
+            let healthy = try await broker.client()
+            let publisher = try await broker.client()
+            try await subscribe(stalled, "load")
+            try await subscribe(healthy, "load")
+            // A stall (a GC pause, a busy client) long enough to put 16 MiB behind it: far over
+            // the high-water mark once the kernel buffers are full, but short of the timeout.
+            try await stalled.channel.setOption(.autoRead, value: false).get()
+            #expect(try await publishLoad(publisher, healthy: healthy, count: 2_000) == 2_000)
+
+            try await stalled.channel.setOption(.autoRead, value: true).get()
+            stalled.channel.read()
+            var received = 0
+            while received < 2_000 {
+                guard case .message = try await stalled.nextMessage(timeout: .seconds(20)) else {
+                    Issue.record("expected message \(received), got something else")
+                    break
+                }
+                received += 1
+            }
+            #expect(received == 2_000)
+            for client in [stalled, healthy, publisher] { await client.close() }
         }
     }
 

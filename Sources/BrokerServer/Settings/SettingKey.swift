@@ -247,8 +247,16 @@ extension SettingKey {
             apply: { $0.server.maxSubscriptionsPerConnection = int($1) },
             read: { String($0.server.maxSubscriptionsPerConnection) }),
         SettingKey(
+            "outbound-high-water", .bytes(1...Int.max),
+            help: "Bytes queued for one connection above which it is behind; behind for slow-consumer-timeout, it is closed (1008).",
+            apply: { $0.server.outboundHighWaterBytes = int($1) }, read: { String($0.server.outboundHighWaterBytes) }),
+        SettingKey(
+            "slow-consumer-timeout", .seconds,
+            help: "Seconds a connection may stay behind (above outbound-high-water) before it is closed as a slow consumer (1008).",
+            apply: { $0.server.slowConsumerTimeout = seconds($1) }, read: { show($0.server.slowConsumerTimeout) }),
+        SettingKey(
             "max-outbound-bytes", .bytes(1...Int.max),
-            help: "Bytes queued for one connection before it is closed as a slow consumer (1008).",
+            help: "Bytes queued for one connection past which it is closed as a slow consumer (1008) at once.",
             apply: { $0.server.maxOutboundBytes = int($1) }, read: { String($0.server.maxOutboundBytes) }),
         SettingKey(
             "replay-page-size", .integer(1...100_000), help: "Retained messages read from the journal per replay page.",
