@@ -52,8 +52,10 @@ final class JournalWriter: @unchecked Sendable {
 
     /// Starts the thread; call once.
     func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "broker-journal-writer"
+        let thread = Thread { [self] in
+            nameCurrentThread("journal-writer")
+            run()
+        }
         thread.start()
     }
 
@@ -103,8 +105,7 @@ final class JournalWriter: @unchecked Sendable {
                 stopped?()
                 return
             }
-            process(taken, runEnded: runEnded)
-            taken.removeAll(keepingCapacity: true)
+            process(&taken, runEnded: runEnded)
             pruneIfDue()
         }
     }
@@ -116,28 +117,33 @@ final class JournalWriter: @unchecked Sendable {
         return Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) * 1e-18)
     }
 
-    /// Commits `requests` group by group; `runEnded` follows each group's completions.
-    private func process(_ requests: [Request], runEnded: (@Sendable () -> Void)?) {
+    /// Commits `requests` group by group, then empties it; `runEnded` follows each group's
+    /// completions.
+    ///
+    /// The writer lets go of the requests before the last `runEnded`, which hands them to the
+    /// event loops: releasing them afterwards would contend with the loops for their reference
+    /// counts (it cost the writer 6% of its time).
+    private func process(_ requests: inout [Request], runEnded: (@Sendable () -> Void)?) {
         var start = 0
         while start < requests.count {
             if case .clear(let filter, let completion) = requests[start] {
                 completion(clear(filter))
-                runEnded?()
                 start += 1
-                continue
-            }
-            var end = start, appends = 0
-            while end < requests.count {
-                if case .clear = requests[end] { break }
-                if case .append = requests[end] {
-                    if appends == configuration.maxBatchSize { break }
-                    appends += 1
+            } else {
+                var end = start, appends = 0
+                while end < requests.count {
+                    if case .clear = requests[end] { break }
+                    if case .append = requests[end] {
+                        if appends == configuration.maxBatchSize { break }
+                        appends += 1
+                    }
+                    end += 1
                 }
-                end += 1
+                commit(requests[start..<end])
+                start = end
             }
-            commit(requests[start..<end])
+            if start == requests.count { requests.removeAll(keepingCapacity: true) }
             runEnded?()
-            start = end
         }
     }
 
@@ -160,7 +166,9 @@ final class JournalWriter: @unchecked Sendable {
                         """)
                     let statement = insert.sqliteStatement
                     let now = configuration.clock()
+                    // Consecutive appends to one topic: one lookup of its id, one note to the pruner.
                     var lastTopic: (name: String, id: Int64)?
+                    var run = 0
                     defer { sqlite3_clear_bindings(statement) }
                     sqlite3_bind_int64(statement, 5, now)
                     for index in group.indices {
@@ -170,10 +178,12 @@ final class JournalWriter: @unchecked Sendable {
                         let topicID: Int64
                         if let lastTopic, lastTopic.name == topic {
                             topicID = lastTopic.id
+                            run += 1
                         } else {
+                            if let lastTopic { pruner.noteAppends(run, topicID: lastTopic.id, name: lastTopic.name) }
                             topicID = try self.topicID(for: topic, db)
                             lastTopic = (topic, topicID)
-                            pruner.noteAppend(topicID: topicID, name: topic)
+                            run = 1
                         }
                         sqlite3_bind_int64(statement, 1, Int64(bitPattern: next.lastOffset))
                         sqlite3_bind_int64(statement, 2, topicID)
@@ -197,6 +207,7 @@ final class JournalWriter: @unchecked Sendable {
                         next.messageCount += 1
                         next.payloadBytes += Int64(length)
                     }
+                    if let lastTopic { pruner.noteAppends(run, topicID: lastTopic.id, name: lastTopic.name) }
                     try next.save(db)
                     return .commit
                 }
@@ -204,6 +215,7 @@ final class JournalWriter: @unchecked Sendable {
             meta = next
         } catch {
             topicIDs.removeAll()  // topics created by the rolled-back transaction are gone
+            pruner.reset()  // and its counts include the rolled-back appends
             failure = .failed(Schema.reason(error))
             logger.error("journal commit failed", metadata: ["error": "\(Schema.reason(error))"])
         }
@@ -261,6 +273,7 @@ final class JournalWriter: @unchecked Sendable {
                         """)
                     for topic in topics {
                         let rows = try Row.fetchAll(delete, arguments: [topic])
+                        pruner.noteCleared(topicID: topic)
                         guard !rows.isEmpty else { continue }
                         let last = rows.map { $0[0] as Int64 }.max()!
                         try raise.execute(arguments: [last, topic])
@@ -277,6 +290,7 @@ final class JournalWriter: @unchecked Sendable {
             logger.info("journal cleared retained messages", metadata: ["filter": "\(filter)", "messages": "\(removed)"])
             return .success(removed)
         } catch {
+            pruner.reset()
             logger.error("journal clear failed", metadata: ["filter": "\(filter)", "error": "\(Schema.reason(error))"])
             return .failure(.failed(Schema.reason(error)))
         }

@@ -20,6 +20,7 @@ public final class SQLiteJournal: Journal {
 
     private let pool: DatabasePool
     private let writer: JournalWriter
+    private let checkpointer: WALCheckpointer
     private let directoryLock: DataDirectoryLock
     private let logger: Logger
     private let state = Locked(Lifecycle.open)
@@ -30,9 +31,10 @@ public final class SQLiteJournal: Journal {
         case closed
     }
 
-    private init(directory: String, pool: DatabasePool, meta: JournalMeta, lock: DataDirectoryLock,
-                 configuration: JournalConfiguration, logger: Logger) {
+    private init(directory: String, pool: DatabasePool, checkpointer: WALCheckpointer, meta: JournalMeta,
+                 lock: DataDirectoryLock, configuration: JournalConfiguration, logger: Logger) {
         self.directory = directory
+        self.checkpointer = checkpointer
         self.epoch = meta.epoch
         self.pool = pool
         self.directoryLock = lock
@@ -62,15 +64,20 @@ public final class SQLiteJournal: Journal {
         try Schema.inspect(at: path)
         let pool = try Schema.openPool(at: path, durability: configuration.durability)
         let meta: JournalMeta
+        let checkpointer: WALCheckpointer
         do {
             try Schema.migrate(pool, path: path)
             meta = try pool.read(JournalMeta.load)
+            checkpointer = try WALCheckpointer(
+                path: path, configuration: Schema.configuration(durability: configuration.durability), logger: logger)
+            pool.writeWithoutTransaction { checkpointer.install(on: $0) }
         } catch {
             try? pool.close()
             throw error as? JournalError ?? .unusable("cannot read \(path): \(Schema.reason(error))")
         }
-        let journal = SQLiteJournal(directory: directory, pool: pool, meta: meta, lock: lock,
-                                    configuration: configuration, logger: logger)
+        let journal = SQLiteJournal(directory: directory, pool: pool, checkpointer: checkpointer, meta: meta,
+                                    lock: lock, configuration: configuration, logger: logger)
+        checkpointer.start()
         journal.writer.start()
         logger.info("journal open", metadata: [
             "path": "\(path)", "epoch": "\(meta.epoch)", "last_offset": "\(meta.lastOffset)",
@@ -121,6 +128,10 @@ public final class SQLiteJournal: Journal {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 writer.stop { done.resume() }
             }
+            // Back to SQLite's own checkpointing for whatever runs on the writer's connection
+            // until it closes.
+            try? await pool.writeWithoutTransaction { checkpointer.uninstall(from: $0) }
+            checkpointer.stop()
             do {
                 try pool.close()
             } catch {

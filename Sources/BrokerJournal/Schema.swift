@@ -77,8 +77,8 @@ enum Schema {
         }
     }
 
-    /// Opens the pool in WAL mode with the durability asked for.
-    static func openPool(at path: String, durability: JournalDurability) throws(JournalError) -> DatabasePool {
+    /// The connections' configuration for the durability asked for.
+    static func configuration(durability: JournalDurability) -> Configuration {
         var configuration = Configuration()
         configuration.label = "broker-journal"
         configuration.busyMode = .timeout(10)
@@ -87,8 +87,13 @@ enum Schema {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
+        return configuration
+    }
+
+    /// Opens the pool in WAL mode with the durability asked for.
+    static func openPool(at path: String, durability: JournalDurability) throws(JournalError) -> DatabasePool {
         do {
-            return try DatabasePool(path: path, configuration: configuration)
+            return try DatabasePool(path: path, configuration: configuration(durability: durability))
         } catch {
             throw .unusable("cannot open \(path) as a journal: \(Self.reason(error))")
         }

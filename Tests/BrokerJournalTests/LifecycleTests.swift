@@ -46,6 +46,32 @@ import Testing
         await journal.close()
     }
 
+    /// The writer's connection does not checkpoint (WALCheckpointer does, on its own thread):
+    /// pages must still reach the database file while the journal is open, and nothing may be
+    /// lost to checkpoints running beside the commits.
+    @Test func walIsCheckpointedInTheBackgroundWithoutLosingAppends() async throws {
+        let directory = makeTemporaryDirectory()
+        let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        let payload = String(repeating: "x", count: 1_024)
+        func size(_ file: String) -> Int {
+            ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + file))?[.size] as? Int) ?? 0
+        }
+        let before = size("journal.sqlite")
+        // 8 MiB through the WAL: twice the 1,000 pages that wake the checkpointer.
+        for _ in 0..<8 {
+            try await withThrowingTaskGroup(of: UInt64.self) { group in
+                for index in 0..<1_024 { group.addTask { try await journal.append("t/\(index % 16)", payload) } }
+                try await group.waitForAll()
+            }
+        }
+        #expect(try await eventually { size("journal.sqlite") - before > 4 << 20 })
+        await journal.close()
+        let reopened = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        let stats = try await reopened.stats()
+        #expect(stats.messages == 8 * 1_024 && stats.lastOffset == 8 * 1_024)
+        await reopened.close()
+    }
+
     @Test func secondOpenOfTheSameDirectoryIsRefused() async throws {
         let directory = makeTemporaryDirectory()
         let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)

@@ -34,6 +34,26 @@ import Testing
         await journal.close()
     }
 
+    /// The pruner keeps per-topic counts in memory after counting once; they must follow every
+    /// append, every removal and a clear, or the limit over- or under-prunes.
+    @Test func countLimitHoldsAcrossPassesRemovalsAndClears() async throws {
+        let journal = try open(RetentionPolicy(maxMessagesPerTopic: 5))
+        func settledTexts() async throws -> [String] {
+            try await Task.sleep(for: .milliseconds(100))  // many 1 ms passes
+            return try await journal.replayAll("a", .since(0)).map(\.text)
+        }
+        for index in 1...3 { _ = try await journal.append("a", "\(index)") }
+        #expect(try await settledTexts() == ["1", "2", "3"])  // within the limit: counted, kept
+        for index in 4...9 { _ = try await journal.append("a", "\(index)") }
+        #expect(try await settledTexts() == (5...9).map(String.init))
+        _ = try await journal.append("a", "10")  // one over a count that removals brought back to 5
+        #expect(try await settledTexts() == (6...10).map(String.init))
+        #expect(try await journal.clear(filter: "a", on: loop).get() == 5)
+        for index in 11...13 { _ = try await journal.append("a", "\(index)") }  // a count reset by the clear
+        #expect(try await settledTexts() == ["11", "12", "13"])
+        await journal.close()
+    }
+
     @Test func removesMessagesOlderThanTheirMaxAge() async throws {
         let clock = TestClock(1_000_000_000)
         let journal = try open(
