@@ -90,6 +90,33 @@ public enum ServerFrame {
         }
     }
 
+    /// Appends a text frame whose body `writeBody` writes to `buffer`, after the frames it may
+    /// already hold, so that many replies can share one buffer and one write. Bodies under 126
+    /// bytes (acks, pongs: the common case) are written in place; a longer one is moved once to
+    /// make room for its extended length.
+    public static func appendText(to buffer: inout ByteBuffer, _ writeBody: (inout ByteBuffer) -> Void) {
+        let start = buffer.writerIndex
+        buffer.writeInteger(UInt16(0))  // a two-byte header, filled in below
+        writeBody(&buffer)
+        let length = buffer.writerIndex - start - 2
+        if length < 126 {
+            buffer.setInteger(UInt8(0x80 | Opcode.text.rawValue), at: start)
+            buffer.setInteger(UInt8(length), at: start + 1)
+            return
+        }
+        let body = buffer.getBytes(at: start + 2, length: length)!
+        buffer.moveWriterIndex(to: start)
+        buffer.writeInteger(UInt8(0x80 | Opcode.text.rawValue))
+        if length <= Int(UInt16.max) {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(length))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(length))
+        }
+        buffer.writeBytes(body)
+    }
+
     /// A text frame holding one JSON reply made by `ServerMessageEncoder`.
     public static func text(allocator: ByteBufferAllocator, capacity: Int = 128, _ body: (inout ByteBuffer) -> Void) -> ByteBuffer {
         encode(.text, allocator: allocator, bodyCapacity: capacity, writeBody: body)

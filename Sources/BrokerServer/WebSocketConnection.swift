@@ -42,6 +42,11 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// The run of the shard's current batch this connection is owed, written at flush.
     private var pendingBatch: TickBatch?
     private var pendingRange = 0..<0
+    /// Control replies (acks, pongs, subscribed...) of this tick, in one buffer written at flush:
+    /// a publisher with many requests in flight gets one write for all its acks. At most one of
+    /// `pendingBatch` and `pendingReplies` is open at a time; starting one writes the other, so
+    /// the connection's frames keep their order.
+    private var pendingReplies: ByteBuffer?
     private var closeTimer: Scheduled<Void>?
     /// Armed while the connection is behind (unwritable); closes it as a slow consumer if it
     /// does not catch up in time.
@@ -231,8 +236,12 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Queues a complete frame; the shard flushes this connection at the end of the tick.
     func write(_ frame: ByteBuffer) {
-        writePendingBatch()
+        writePending()
         writer.write(NIOAny(frame), promise: nil)
+        markNeedsFlush()
+    }
+
+    private func markNeedsFlush() {
         if !needsFlush {
             needsFlush = true
             shard.markDirty(self)
@@ -268,24 +277,38 @@ final class WebSocketConnection: ChannelInboundHandler {
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
-        writePendingBatch()
+        writePending()
         writer.flush()
         if slowConsumerTimer != nil, bufferedBytes > broker.configuration.maxOutboundBytes {
             closeSlowConsumer(because: "queue over max-outbound-bytes")
         }
     }
 
-    /// Writes the run of this tick's batch that this connection is owed (TickBatch.swift), ahead
-    /// of anything else it writes.
+    /// Writes what the connection has pending: the run of this tick's batch it is owed
+    /// (TickBatch.swift) or its replies, ahead of anything else it writes.
+    private func writePending() {
+        writePendingBatch()
+        writePendingReplies()
+    }
+
     private func writePendingBatch() {
         guard let batch = pendingBatch else { return }
         pendingBatch = nil
         writer.write(NIOAny(batch.slice(pendingRange)), promise: nil)
     }
 
-    /// Writes one JSON reply built by `body`.
+    private func writePendingReplies() {
+        guard let replies = pendingReplies else { return }
+        pendingReplies = nil
+        writer.write(NIOAny(replies), promise: nil)
+    }
+
+    /// Queues one JSON reply built by `body`, with the tick's other replies.
     func sendControl(_ body: (inout ByteBuffer) -> Void) {
-        write(ServerFrame.text(allocator: allocator, body))
+        writePendingBatch()
+        if pendingReplies == nil { pendingReplies = allocator.buffer(capacity: 256) }
+        ServerFrame.appendText(to: &pendingReplies!, body)
+        markNeedsFlush()
     }
 
     func sendError(_ error: RequestError) {
@@ -307,13 +330,10 @@ final class WebSocketConnection: ChannelInboundHandler {
                 pendingRange = pendingRange.lowerBound..<range.upperBound
                 return
             }
-            writePendingBatch()
+            writePending()
             pendingBatch = batch
             pendingRange = range
-            if !needsFlush {
-                needsFlush = true
-                shard.markDirty(self)
-            }
+            markNeedsFlush()
             return
         }
         heldBack.append(message)

@@ -36,6 +36,19 @@ struct ServerFrameTests {
         #expect(decoded.payload == payload)
     }
 
+    @Test("appended text frames equal encoded ones, for every length form", arguments: lengthCases)
+    func appendedFramesEqualEncodedOnes(length: Int, header: [UInt8]) throws {
+        let payload = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let single = ServerFrame.encode(.text, payload: ByteBuffer(bytes: payload), allocator: Self.allocator)
+        let small = ServerFrame.encode(.text, payload: ByteBuffer(string: "{}"), allocator: Self.allocator)
+        // After a frame already in the buffer, and followed by another: nothing overlaps.
+        var buffer = Self.allocator.buffer(capacity: 16)
+        ServerFrame.appendText(to: &buffer) { $0.writeString("{}") }
+        ServerFrame.appendText(to: &buffer) { $0.writeBytes(payload) }
+        ServerFrame.appendText(to: &buffer) { $0.writeString("{}") }
+        #expect(buffer.bytes == small.bytes + single.bytes + small.bytes)
+    }
+
     @Test(
         "opcodes, FIN always set",
         arguments: [

@@ -29,21 +29,29 @@ import Testing
         }
 
         /// Sends a masked client frame.
-        func send(_ opcode: WebSocketOpcode, _ bytes: [UInt8], fin: Bool = true) throws {
+        /// `endTick: false` leaves the loop's pending tasks (the tick's flush) for a later frame.
+        func send(_ opcode: WebSocketOpcode, _ bytes: [UInt8], fin: Bool = true, endTick: Bool = true) throws {
             let key: WebSocketMaskingKey = [9, 8, 7, 6]
             var data = ByteBuffer(bytes: bytes)
             data.webSocketMask(key)
             try channel.writeInbound(WebSocketFrame(fin: fin, opcode: opcode, maskKey: key, data: data))
-            loop.run()
+            if endTick { loop.run() }
         }
 
-        func sendText(_ text: String) throws { try send(.text, Array(text.utf8)) }
+        func sendText(_ text: String, endTick: Bool = true) throws { try send(.text, Array(text.utf8), endTick: endTick) }
+
+        /// The buffers written since the last call, as NIO got them.
+        func writes() throws -> [ByteBuffer] {
+            loop.run()
+            var writes: [ByteBuffer] = []
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { writes.append(buffer) }
+            return writes
+        }
 
         /// Frames written since the last call, decoded (server frames are unmasked, FIN set).
         func written() throws -> [(opcode: UInt8, payload: String)] {
-            loop.run()
             var frames: [(UInt8, String)] = []
-            while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
+            for var buffer in try writes() {
                 while buffer.readableBytes > 0 {
                     let first = buffer.readInteger(as: UInt8.self)!
                     var length = Int(buffer.readInteger(as: UInt8.self)! & 0x7F)
@@ -67,6 +75,19 @@ import Testing
         #expect(frames[0].payload.hasPrefix(#"{"op":"welcome","protocol":1,"#))
         #expect(frames[0].payload.contains(#""maxMessageBytes":4096"#))
         #expect(frames[0].payload.contains(#""epoch":"e1""#))
+    }
+
+    @Test func repliesOfOneTickShareOneWriteInOrder() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        for id in 1...3 { try harness.sendText(#"{"op":"ping","id":\#(id)}"#, endTick: false) }
+        try harness.sendText("{oops", endTick: false)
+        let writes = try harness.writes()
+        #expect(writes.count == 1)
+        try harness.channel.writeOutbound(writes.first ?? ByteBuffer())  // back out, to decode them
+        let replies = try harness.texts()
+        #expect(replies.prefix(3) == [#"{"op":"pong","id":1}"#, #"{"op":"pong","id":2}"#, #"{"op":"pong","id":3}"#])
+        #expect(replies.count == 4 && replies[3].contains(#""code":"bad_request""#))
     }
 
     @Test func requestsAreAnsweredAndErrorsKeepTheConnectionOpen() throws {
