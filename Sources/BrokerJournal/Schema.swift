@@ -86,6 +86,9 @@ enum Schema {
         let synchronous = durability == .full ? "FULL" : "NORMAL"
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            // The WAL file keeps the largest size it reached (tens of MB under a sustained
+            // stream, see WALCheckpointer); cut it back when it starts over.
+            try db.execute(sql: "PRAGMA journal_size_limit = \(32 << 20)")
         }
         return configuration
     }
