@@ -13,6 +13,9 @@ let serverSide: [SwiftSetting] = strict + [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
+let benchmark: Target.Dependency = .product(name: "Benchmark", package: "benchmark")
+let benchmarkPlugin: Target.PluginUsage = .plugin(name: "BenchmarkPlugin", package: "benchmark")
+
 let package = Package(
     name: "swift-broker",
     platforms: [.macOS(.v14)],
@@ -37,6 +40,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        // Microbenchmarks (Benchmarks/). The MallocInterposer trait gives malloc counts without
+        // jemalloc; it adds only malloc-interposer, TextTable, hdrhistogram-swift, swift-numerics
+        // and swift-system to the tree.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // Wire protocol: topics, JSON control messages, binary codec, WebSocket frame encoding.
@@ -165,6 +172,43 @@ let package = Package(
             name: "BrokerClientTests",
             dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal"],
             swiftSettings: strict
+        ),
+
+        // Microbenchmarks (ordo-one/benchmark), one executable per area; `swift package benchmark`
+        // runs them in release (Benchmarks/README.md). `swift build` builds them too, so they keep
+        // compiling against the code they measure.
+        .executableTarget(
+            name: "TopicMatching",
+            dependencies: ["BrokerServer", "BrokerProtocol", .product(name: "NIOCore", package: "swift-nio"), benchmark],
+            path: "Benchmarks/TopicMatching",
+            swiftSettings: strict,
+            plugins: [benchmarkPlugin]
+        ),
+        .executableTarget(
+            name: "FrameEncoding",
+            dependencies: ["BrokerProtocol", .product(name: "NIOCore", package: "swift-nio"), benchmark],
+            path: "Benchmarks/FrameEncoding",
+            swiftSettings: strict,
+            plugins: [benchmarkPlugin]
+        ),
+        .executableTarget(
+            name: "ControlParsing",
+            dependencies: ["BrokerProtocol", .product(name: "NIOCore", package: "swift-nio"), benchmark],
+            path: "Benchmarks/ControlParsing",
+            swiftSettings: strict,
+            plugins: [benchmarkPlugin]
+        ),
+        .executableTarget(
+            name: "JournalAppend",
+            dependencies: [
+                "BrokerJournal",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                benchmark,
+            ],
+            path: "Benchmarks/JournalAppend",
+            swiftSettings: strict,
+            plugins: [benchmarkPlugin]
         ),
     ],
     swiftLanguageModes: [.v6]

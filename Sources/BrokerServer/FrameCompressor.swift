@@ -5,7 +5,8 @@ import NIOCore
 ///
 /// Wraps one `MessageDeflater`, so it has that deflater's confinement: one per event loop (in
 /// its `FanoutShard`) and one behind a lock for the journal writer thread.
-struct FrameCompressor: Sendable {
+/// `package` only because `OutboundMessage`'s package init names it; its members stay internal.
+package struct FrameCompressor: Sendable {
     let deflater: MessageDeflater
     let thresholdBytes: Int
 

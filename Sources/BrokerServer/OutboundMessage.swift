@@ -8,14 +8,17 @@ import NIOCore
 ///
 /// A class, immutable: every event loop and mailbox holds the same instance, so handing it on
 /// costs one reference count (on one cache line) instead of one per field.
-final class OutboundMessage: Sendable {
+///
+/// `package`, with its levels, frame and encoding init: the microbenchmarks
+/// (Benchmarks/TopicMatching) build messages the way a publish does.
+package final class OutboundMessage: Sendable {
     let topic: String
     /// Levels of `topic`, split once per publish for trie matching on every event loop.
-    let levels: [Substring]
+    package let levels: [Substring]
     /// Journal offset for retained messages.
     let offset: UInt64?
     /// The complete frame: header and body.
-    let frame: ByteBuffer
+    package let frame: ByteBuffer
     /// The same message compressed (RSV1 set), or nil: no compressor was given (no connection
     /// had negotiated compression), the body is under the threshold, or deflate did not help.
     let compressedFrame: ByteBuffer?
@@ -34,7 +37,7 @@ final class OutboundMessage: Sendable {
     }
 
     /// `compressor`: pass one only when some connection negotiated compression.
-    init(
+    package init(
         topic: String, levels: [Substring]? = nil, payload: ByteBuffer, isBinary: Bool, offset: UInt64?,
         replay: Bool = false, compressor: FrameCompressor? = nil, allocator: ByteBufferAllocator
     ) {

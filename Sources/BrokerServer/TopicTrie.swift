@@ -5,7 +5,9 @@ import BrokerProtocol
 ///
 /// Not thread-safe: each event loop owns one trie for its own connections, so the publish path
 /// takes no lock. Subscribers are compared by identity.
-final class TopicTrie<Subscriber: AnyObject> {
+///
+/// `package`: the microbenchmarks (Benchmarks/TopicMatching) drive it directly.
+package final class TopicTrie<Subscriber: AnyObject> {
     final class Node {
         var children: [Substring: Node] = [:]
         var plus: Node?
@@ -20,11 +22,13 @@ final class TopicTrie<Subscriber: AnyObject> {
     }
 
     private let root = Node()
-    private(set) var count = 0
+    package private(set) var count = 0
+
+    package init() {}
 
     /// Adds `subscriber` under `filter` (a valid filter). Adding the same pair twice is the
     /// caller's mistake; the connection keeps its own set of filters to avoid it.
-    func insert(_ filter: String, _ subscriber: Subscriber) {
+    package func insert(_ filter: String, _ subscriber: Subscriber) {
         var node = root
         for level in Topic.levels(of: filter) {
             if level == "#" {
@@ -49,7 +53,7 @@ final class TopicTrie<Subscriber: AnyObject> {
 
     /// Removes `subscriber` from `filter`, pruning branches that became empty.
     @discardableResult
-    func remove(_ filter: String, _ subscriber: Subscriber) -> Bool {
+    package func remove(_ filter: String, _ subscriber: Subscriber) -> Bool {
         let levels = Topic.levels(of: filter)
         let removed = remove(levels[...], subscriber, from: root)
         if removed { count -= 1 }
@@ -86,7 +90,7 @@ final class TopicTrie<Subscriber: AnyObject> {
     /// Calls `body` for every subscriber of a filter matching the concrete `levels` of a name.
     /// A subscriber with several matching filters is reported once per filter; the caller
     /// deduplicates. Names starting with `$` are not matched by a leading `+` or `#`.
-    func forEachMatch(_ levels: [Substring], _ body: (Subscriber) -> Void) {
+    package func forEachMatch(_ levels: [Substring], _ body: (Subscriber) -> Void) {
         let reserved = levels.first?.utf8.first == UInt8(ascii: "$")
         visit(root, levels[...], isRoot: true, reserved: reserved, body)
     }
