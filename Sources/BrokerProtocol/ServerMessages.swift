@@ -95,14 +95,18 @@ public enum ServerMessageEncoder {
     }
 
     /// A retained `message` up to its offset: `{"op":"message",...,"offset":` (the offset comes
-    /// last, so it can be appended once known). `finishMessage` completes it.
-    public static func messageAwaitingOffset(topic: String, data: ByteBuffer, into buffer: inout ByteBuffer) {
+    /// last, so it can be appended once known). `finishMessage` completes it. Returns the writer
+    /// index at which `data` starts in `buffer`.
+    @discardableResult
+    public static func messageAwaitingOffset(topic: String, data: ByteBuffer, into buffer: inout ByteBuffer) -> Int {
         buffer.writeStaticString(#"{"op":"message","topic":"#)
         buffer.writeJSONString(topic)
         buffer.writeStaticString(#","data":"#)
+        let dataIndex = buffer.writerIndex
         var data = data
         buffer.writeBuffer(&data)
         buffer.writeStaticString(#","offset":"#)
+        return dataIndex
     }
 
     /// Completes what `messageAwaitingOffset` began.

@@ -25,7 +25,6 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
 
     let topic: String
     let levels: [Substring]
-    let payload: ByteBuffer
     let isBinary: Bool
     let requester: Requester
     private let shardPosition: Int
@@ -35,6 +34,14 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
     /// The frame up to its offset (text), or with a zero offset at `binaryOffsetIndex`.
     private var frame: ByteBuffer
     private var binaryOffsetIndex = 0
+    /// Where the payload's bytes sit in `frame` (verbatim in both forms).
+    private let payloadIndex: Int
+    private let payloadLength: Int
+
+    /// The payload the journal stores: a view of the frame's copy. Keeping the original instead
+    /// would pin the receive buffer it arrived in until the commit, so that NIO could not reuse
+    /// its read buffers while thousands of publishes are in flight.
+    var payload: ByteBuffer { frame.getSlice(at: payloadIndex, length: payloadLength)! }
 
     init(
         topic: String, payload: ByteBuffer, isBinary: Bool, requester: Requester, shardPosition: Int, broker: Broker,
@@ -42,7 +49,6 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
     ) {
         self.topic = topic
         self.levels = Topic.levels(of: topic)
-        self.payload = payload
         self.isBinary = isBinary
         self.requester = requester
         self.shardPosition = shardPosition
@@ -51,10 +57,12 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
         self.allocator = allocator
         // Room for the longest offset and the closing brace.
         frame = ServerFrame.begin(allocator: allocator, bodyCapacity: payload.readableBytes + topic.utf8.count + 64)
+        payloadLength = payload.readableBytes
         if isBinary {
             binaryOffsetIndex = BinaryCodec.encodeMessageAwaitingOffset(topic: topic, payload: payload, into: &frame)
+            payloadIndex = frame.writerIndex - payloadLength  // the payload comes last
         } else {
-            ServerMessageEncoder.messageAwaitingOffset(topic: topic, data: payload, into: &frame)
+            payloadIndex = ServerMessageEncoder.messageAwaitingOffset(topic: topic, data: payload, into: &frame)
         }
     }
 
