@@ -103,7 +103,12 @@ final class WorkerRun: @unchecked Sendable {
     func start() {
         loop.scheduleTask(in: .milliseconds(Int64(options.timeout * 1000))) { [self] in
             guard !readySent else { return }
+            // Give up on the stragglers: close them, so that none of them counts later.
             let pending = options.count - confirmed - failed
+            for subscriber in subscribers where !subscriber.confirmed && !subscriber.failed {
+                subscriber.failed = true
+                subscriber.client.close()
+            }
             failed += pending
             if firstError == nil { firstError = "\(pending) still connecting after \(options.timeout) s" }
             emitReady()
@@ -154,7 +159,7 @@ final class WorkerRun: @unchecked Sendable {
     func delivered(sequence: Int, by subscriber: WorkerSubscriber) {
         let now = nowNanos()
         let i = sequence - 1
-        guard i >= 0, i < options.messages else { return }
+        guard i >= 0, i < options.messages, subscriber.confirmed, !subscriber.failed else { return }
         if counts[i] == 0 { first[i] = now }
         counts[i] += 1
         last[i] = now
@@ -215,7 +220,7 @@ final class WorkerSubscriber: WSClientDelegate, @unchecked Sendable {
             run.delivered(sequence: Int(sequence), by: self)
         } else if let sequence = FastParse.messageStamp(payload) {
             run.delivered(sequence: Int(sequence), by: self)
-        } else if !confirmed, case .subscribed? = try? ServerMessage.parseText(payload) {
+        } else if !confirmed, !failed, case .subscribed? = try? ServerMessage.parseText(payload) {
             confirmed = true
             run.subscriberConfirmed()
         }
