@@ -80,6 +80,12 @@ public final class BrokerServer: Sendable {
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { [logger = broker.logger] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // A failed accept (EMFILE at the open file limit) is otherwise silent.
+                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.writeBufferWaterMark, value: configuration.outboundWaterMark)

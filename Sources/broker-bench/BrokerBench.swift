@@ -7,12 +7,13 @@ import NIOPosix
 struct BrokerBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broker-bench",
-        abstract: "Load generator for the broker: retained publish/ack/replay throughput and fan-out latency.",
+        abstract: "Load generator for the broker: retained publish/ack/replay throughput, fan-out latency, memory per connection.",
         discussion: """
             Every connection of a run lives on one NIO event loop thread (no task per message), so the \
-            tool uses at most one core and leaves the rest to the broker.
+            tool uses at most one core and leaves the rest to the broker (`connections` spreads its \
+            connections over worker processes, one event loop each, to stay under the open-file limit).
             """,
-        subcommands: [Retained.self, Fanout.self])
+        subcommands: [Retained.self, Fanout.self, Connections.self])
 }
 
 /// Options shared by the subcommands.

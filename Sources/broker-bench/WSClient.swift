@@ -250,12 +250,25 @@ final class WSClient: ChannelInboundHandler {
     }
 
     /// Connects and upgrades; the future completes when the broker's `welcome` arrived.
-    static func connect(url: BenchURL, on eventLoop: any EventLoop, delegate: any WSClientDelegate) -> (WSClient, EventLoopFuture<Void>) {
+    /// With `source`, the socket is bound to that local address (port 0) before it connects.
+    static func connect(
+        url: BenchURL, on eventLoop: any EventLoop, delegate: any WSClientDelegate, source: SocketAddress? = nil
+    ) -> (WSClient, EventLoopFuture<Void>) {
         let client = WSClient(url: url, delegate: delegate, eventLoop: eventLoop)
         let bound = NIOLoopBound(client, eventLoop: eventLoop)
-        let connected = ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
+        if let source {
+            bootstrap = bootstrap.bind(to: source)
+            #if os(Linux)
+            // The kernel picks the source port at connect, for the whole 4-tuple, instead of
+            // reserving one per source address at bind.
+            bootstrap = bootstrap.channelOption(
+                ChannelOptions.Types.SocketOption(level: .ip, name: NIOBSDSocket.Option(rawValue: 24)), value: 1)  // IP_BIND_ADDRESS_NO_PORT
+            #endif
+        }
+        let connected = bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(bound.value)
