@@ -82,8 +82,8 @@ public final class BrokerServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { [logger = broker.logger] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // A failed accept (EMFILE at the open file limit) is otherwise silent.
-                    try channel.pipeline.syncOperations.addHandler(AcceptErrorLogger(logger: logger))
+                    // A failed accept (EMFILE at the open file limit) would otherwise spin, silently.
+                    try channel.pipeline.syncOperations.addHandler(AcceptFailureBackoff(logger: logger))
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
