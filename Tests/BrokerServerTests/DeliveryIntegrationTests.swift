@@ -52,88 +52,80 @@ import Testing
         }
     }
 
-    /// Publishes `count` messages of 8 KiB to `load`, in windows of four that `healthy` must
-    /// receive before the next, so that only a subscriber that stopped reading falls behind,
-    /// however loaded the machine is. Returns how many `healthy` received.
-    func publishLoad(_ publisher: RawWebSocketClient, healthy: RawWebSocketClient, count: Int) async throws -> Int {
-        let payload = String(repeating: "x", count: 8 * 1024)
-        var received = 0
-        for n in 0..<count {
-            try await publisher.sendText(#"{"op":"publish","topic":"load","data":"\#(n)\#(payload)"}"#)
-            if n % 4 == 3 || n == count - 1 {
-                while received <= n {
-                    if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
-                }
-            }
-        }
-        return received
-    }
-
-    @Test func consumerOverTheHardLimitIsClosedWith1008WhileOthersKeepReceiving() async throws {
-        // A long close timeout: the close frame waits behind what is buffered until we read it.
-        try await TestBroker.with(configure: {
-            $0.maxOutboundBytes = 64 * 1024
-            $0.closeTimeout = .seconds(120)
-        }) { broker in
-            let slow = try await broker.client()
-            let healthy = try await broker.client()
-            let publisher = try await broker.client()
-            try await subscribe(slow, "load")
-            try await subscribe(healthy, "load")
-            // The slow consumer stops reading: its socket buffers fill, then the broker's queue.
-            try await slow.channel.setOption(.autoRead, value: false).get()
-            // 16 MiB: more than the kernel buffers and the 64 KiB limit together.
-            #expect(try await publishLoad(publisher, healthy: healthy, count: 2_000) == 2_000)
-
-            try await slow.channel.setOption(.autoRead, value: true).get()
-            slow.channel.read()
-            #expect(try await slow.expectClose(timeout: .seconds(20)) == 1008)
-            for client in [slow, healthy, publisher] { await client.close() }
-        }
-    }
-
-    @Test func consumerBehindForLongerThanTheTimeoutIsClosedWith1008() async throws {
-        try await TestBroker.with(configure: {
-            $0.outboundHighWaterBytes = 64 * 1024
-            $0.maxOutboundBytes = 256 << 20
-            $0.slowConsumerTimeout = .milliseconds(300)
-            $0.closeTimeout = .seconds(120)
-        }) { broker in
-            let slow = try await broker.client()
-            let healthy = try await broker.client()
-            let publisher = try await broker.client()
-            try await subscribe(slow, "load")
-            try await subscribe(healthy, "load")
-            try await slow.channel.setOption(.autoRead, value: false).get()
-            // 16 MiB, far below the hard limit: only the time behind can close it.
-            #expect(try await publishLoad(publisher, healthy: healthy, count: 2_000) == 2_000)
-            try await Task.sleep(for: .milliseconds(600))
-
-            try await slow.channel.setOption(.autoRead, value: true).get()
-            slow.channel.read()
-            #expect(try await slow.expectClose(timeout: .seconds(20)) == 1008)
-            for client in [slow, healthy, publisher] { await client.close() }
-        }
-    }
-
-    @Test func consumerThatCatchesUpWithinTheTimeoutKeepsEveryMessage() async throws {
-        try await TestBroker.with(configure: {
-            $0.outboundHighWaterBytes = 64 * 1024
-            $0.maxOutboundBytes = 256 << 20
-            $0.slowConsumerTimeout = .seconds(60)
-        }) { broker in
+    /// On a broker configured by `configure`: one subscriber of `load` stops reading while 2,000
+    /// messages of 8 KiB (16 MiB: more than the kernel buffers hold) are published, in windows of
+    /// four that a healthy subscriber must receive before the next, so that only the stalled one
+    /// falls behind, however loaded the machine is. Then `check` gets the stalled subscriber, which
+    /// it resumes with `resumeReading`.
+    func afterStallingOneSubscriber(
+        configure: (inout BrokerConfiguration) -> Void,
+        _ check: (RawWebSocketClient) async throws -> Void
+    ) async throws {
+        try await TestBroker.with(configure: configure) { broker in
             let stalled = try await broker.client()
             let healthy = try await broker.client()
             let publisher = try await broker.client()
             try await subscribe(stalled, "load")
             try await subscribe(healthy, "load")
-            // A stall (a GC pause, a busy client) long enough to put 16 MiB behind it: far over
-            // the high-water mark once the kernel buffers are full, but short of the timeout.
             try await stalled.channel.setOption(.autoRead, value: false).get()
-            #expect(try await publishLoad(publisher, healthy: healthy, count: 2_000) == 2_000)
 
-            try await stalled.channel.setOption(.autoRead, value: true).get()
-            stalled.channel.read()
+            let payload = String(repeating: "x", count: 8 * 1024)
+            let count = 2_000
+            var received = 0
+            for n in 0..<count {
+                try await publisher.sendText(#"{"op":"publish","topic":"load","data":"\#(n)\#(payload)"}"#)
+                if n % 4 == 3 || n == count - 1 {
+                    while received <= n {
+                        if case .message = try await healthy.nextMessage(timeout: .seconds(20)) { received += 1 }
+                    }
+                }
+            }
+            #expect(received == count)
+
+            try await check(stalled)
+            for client in [stalled, healthy, publisher] { await client.close() }
+        }
+    }
+
+    func resumeReading(_ client: RawWebSocketClient) async throws {
+        try await client.channel.setOption(.autoRead, value: true).get()
+        client.channel.read()
+    }
+
+    @Test func consumerOverTheHardLimitIsClosedWith1008WhileOthersKeepReceiving() async throws {
+        // A long close timeout: the close frame waits behind what is buffered until we read it.
+        try await afterStallingOneSubscriber(configure: {
+            $0.maxOutboundBytes = 64 * 1024
+            $0.closeTimeout = .seconds(120)
+        }) { stalled in
+            try await resumeReading(stalled)
+            #expect(try await stalled.expectClose(timeout: .seconds(20)) == 1008)
+        }
+    }
+
+    @Test func consumerBehindForLongerThanTheTimeoutIsClosedWith1008() async throws {
+        // 16 MiB behind, far below the hard limit: only the time behind can close it.
+        try await afterStallingOneSubscriber(configure: {
+            $0.outboundHighWaterBytes = 64 * 1024
+            $0.maxOutboundBytes = 256 << 20
+            $0.slowConsumerTimeout = .milliseconds(300)
+            $0.closeTimeout = .seconds(120)
+        }) { stalled in
+            try await Task.sleep(for: .milliseconds(600))
+            try await resumeReading(stalled)
+            #expect(try await stalled.expectClose(timeout: .seconds(20)) == 1008)
+        }
+    }
+
+    @Test func consumerThatCatchesUpWithinTheTimeoutKeepsEveryMessage() async throws {
+        // A stall (a GC pause, a busy client) that puts 16 MiB behind it: far over the high-water
+        // mark once the kernel buffers are full, but short of the timeout.
+        try await afterStallingOneSubscriber(configure: {
+            $0.outboundHighWaterBytes = 64 * 1024
+            $0.maxOutboundBytes = 256 << 20
+            $0.slowConsumerTimeout = .seconds(60)
+        }) { stalled in
+            try await resumeReading(stalled)
             var received = 0
             while received < 2_000 {
                 guard case .message = try await stalled.nextMessage(timeout: .seconds(20)) else {
@@ -143,7 +135,6 @@ import Testing
                 received += 1
             }
             #expect(received == 2_000)
-            for client in [stalled, healthy, publisher] { await client.close() }
         }
     }
 
