@@ -35,7 +35,10 @@ final class Broker: Sendable {
             guard configuration.compressionEnabled else { return nil }
             return FrameCompressor(level: configuration.compressionLevel, thresholdBytes: configuration.compressionThresholdBytes)
         }
-        self.shards = eventLoops.enumerated().map { FanoutShard(eventLoop: $1, position: $0, compressor: makeCompressor()) }
+        self.shards = eventLoops.enumerated().map {
+            FanoutShard(
+                eventLoop: $1, position: $0, compressor: makeCompressor(), maxFlushDelay: configuration.maxFlushDelay)
+        }
         self.writerCompressor = NIOLockedValueBox(makeCompressor())
         let outbox = JournalOutbox(mailboxes: shards.map(\.mailbox))
         self.outbox = outbox

@@ -27,6 +27,10 @@ public struct BrokerConfiguration: Sendable {
     /// Bytes a connection may have queued for sending at all: past this it is closed as a slow
     /// consumer at once. Bounds the memory one connection can hold, whatever the timeout.
     public var maxOutboundBytes = 16 << 20
+    /// The longest a busy event loop holds frames already written before flushing them, so that
+    /// each write syscall carries more of them (FlushPacer.swift). An idle loop flushes at the end
+    /// of every tick whatever this is; zero flushes every tick always.
+    public var maxFlushDelay: TimeAmount = .milliseconds(20)
     /// How long a silent connection waits before the broker pings it.
     public var pingInterval: TimeAmount = .seconds(30)
     /// How long a ping may stay unanswered before the connection is closed.

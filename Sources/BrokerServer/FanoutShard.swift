@@ -20,6 +20,10 @@ final class FanoutShard: @unchecked Sendable {
     /// `dirty` of the flush in progress; swapped with it so that neither array reallocates.
     private var flushing: [WebSocketConnection] = []
     private var flushScheduled = false
+    /// Internal, not private, so that tests can stage an expensive last flush.
+    var flushPacer: FlushPacer
+    /// Bytes of broadcast frames queued since the last flush, for the pacer.
+    private var bytesSinceFlush = 0
     /// Stamped on a connection when it receives a publish, so overlapping filters deliver once.
     private var deliverySequence: UInt64 = 0
     private var keepaliveTask: RepeatedTask?
@@ -33,8 +37,9 @@ final class FanoutShard: @unchecked Sendable {
     /// Traffic figures of this loop, summed by `BrokerMetrics`.
     var counters = ShardCounters()
 
-    init(eventLoop: any EventLoop, position: Int, compressor: FrameCompressor? = nil) {
+    init(eventLoop: any EventLoop, position: Int, compressor: FrameCompressor? = nil, maxFlushDelay: TimeAmount = .zero) {
         self.eventLoop = eventLoop
+        self.flushPacer = FlushPacer(maxDelay: maxFlushDelay)
         self.position = position
         self.compressor = compressor
         self.mailbox = LoopMailbox(eventLoop: eventLoop) { [unowned self] message in self.deliver(message) }
@@ -91,23 +96,34 @@ final class FanoutShard: @unchecked Sendable {
             connection.deliver(message)
             delivered &+= 1
         }
-        if delivered > 0 { counters.delivered(message, count: delivered) }
+        if delivered > 0 {
+            counters.delivered(message, count: delivered)
+            bytesSinceFlush &+= delivered &* message.frame.readableBytes
+        }
     }
 
     /// Called by a connection that wrote without flushing; the flush runs once, after the tasks
-    /// already queued on the loop (typically further publishes) have run.
+    /// already queued on the loop (typically further publishes) have run, or later on a loop
+    /// whose flushes are expensive (FlushPacer.swift).
     func markDirty(_ connection: WebSocketConnection) {
         dirty.append(connection)
-        if !flushScheduled {
-            flushScheduled = true
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let wait = flushPacer.wait(at: eventLoop.now)
+        if wait == .zero {
             eventLoop.execute { self.flushDirty() }
+        } else {
+            eventLoop.scheduleTask(in: wait) { self.flushDirty() }
         }
     }
 
     private func flushDirty() {
+        let start = eventLoop.now
         flushScheduled = false
         swap(&dirty, &flushing)
         for connection in flushing { connection.flushIfNeeded() }
+        flushPacer.flushed(from: start, to: eventLoop.now, bytesPerConnection: bytesSinceFlush / max(1, flushing.count))
+        bytesSinceFlush = 0
         flushing.removeAll(keepingCapacity: true)
         // Every connection owed a range has written it: the tick's batches are done.
         batches.removeAll(keepingCapacity: true)

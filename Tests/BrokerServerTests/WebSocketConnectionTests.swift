@@ -152,6 +152,41 @@ import Testing
         #expect(!harness.channel.isActive)
     }
 
+    @Test func peerCloseGoesOutBehindWhatWasAlreadyDelivered() throws {
+        let harness = try Harness()
+        try harness.sendText(##"{"op":"subscribe","topic":"#","history":0}"##)
+        _ = try harness.written()
+        // Delivered in the same tick as the client's close, before the shard's flush.
+        try harness.sendText(#"{"op":"publish","topic":"a","data":1}"#, endTick: false)
+        try harness.send(.connectionClose, [0x03, 0xE8])
+        let frames = try harness.written()
+        #expect(frames.map(\.opcode) == [0x1, 0x8])
+        #expect(frames.first?.payload == #"{"op":"message","topic":"a","data":1}"#)
+    }
+
+    @Test func busyLoopHoldsItsFlushForThePacersPause() throws {
+        let harness = try Harness(configure: { $0.maxFlushDelay = .milliseconds(20) })
+        try harness.sendText(##"{"op":"subscribe","topic":"#","history":0}"##)
+        _ = try harness.written()
+        // Stage a last flush that took 1 ms of small writes: the next waits 8 ms after it.
+        harness.loop.advanceTime(by: .seconds(1))  // the embedded clock starts at zero
+        let now = harness.loop.now
+        harness.broker.shards[0].flushPacer.flushed(from: now - .milliseconds(1), to: now, bytesPerConnection: 100)
+        try harness.sendText(#"{"op":"publish","topic":"a","data":1}"#)
+        try harness.sendText(#"{"op":"publish","topic":"a","data":2}"#)
+        #expect(try harness.writes().isEmpty)
+        harness.loop.advanceTime(by: .milliseconds(FlushPacer.pausePerFlushCost) - .microseconds(1))
+        #expect(try harness.writes().isEmpty)
+        harness.loop.advanceTime(by: .microseconds(1))
+        // Both publishes leave in one write.
+        let writes = try harness.writes()
+        #expect(writes.count == 1)
+        try harness.channel.writeOutbound(writes.first ?? ByteBuffer())
+        #expect(try harness.texts() == [
+            #"{"op":"message","topic":"a","data":1}"#, #"{"op":"message","topic":"a","data":2}"#,
+        ])
+    }
+
     @Test func closedConnectionLeavesTheShard() throws {
         let harness = try Harness()
         try harness.sendText(##"{"op":"subscribe","topic":"#","history":0}"##)

@@ -259,6 +259,11 @@ extension SettingKey {
             help: "Bytes queued for one connection past which it is closed as a slow consumer (1008) at once.",
             apply: { $0.server.maxOutboundBytes = int($1) }, read: { String($0.server.maxOutboundBytes) }),
         SettingKey(
+            "max-flush-delay-ms", .integer(0...1_000),
+            help: "Milliseconds a busy event loop may hold written frames so that each write syscall carries more of them; an idle loop flushes every tick regardless (0: always every tick).",
+            apply: { $0.server.maxFlushDelay = .milliseconds(Int64(int($1))) },
+            read: { String($0.server.maxFlushDelay.nanoseconds / 1_000_000) }),
+        SettingKey(
             "replay-page-size", .integer(1...100_000), help: "Retained messages read from the journal per replay page.",
             apply: { $0.server.replayPageSize = int($1) }, read: { String($0.server.replayPageSize) }),
 
