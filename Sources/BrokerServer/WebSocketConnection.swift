@@ -219,8 +219,10 @@ final class WebSocketConnection: ChannelInboundHandler {
                 close(code: code, reason: reason)
                 return
             }
-            // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written.
+            // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written, behind what
+            // this connection was already owed (no data frame may follow a close frame).
             if disconnectReason == nil { disconnectReason = .clientClose }
+            writePending()
             var echoed = payload
             let code = echoed.readInteger(as: UInt16.self) ?? 1000
             state = .closed
