@@ -75,7 +75,7 @@ struct Serve: AsyncParsableCommand {
             factory.durationHistogramBuckets[BrokerMetrics.journalAppendLabel] = BrokerMetrics.journalAppendBuckets
             MetricsSystem.bootstrap(factory)
             metrics = BrokerMetrics(factory: factory)
-            render = { registry.emitToBuffer() }
+            render = { MetricsHelp.adding(to: registry.emitToBuffer()) }
         }
 
         let server = BrokerServer(

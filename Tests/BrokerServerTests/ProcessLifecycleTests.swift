@@ -133,6 +133,7 @@ import Glibc
         #expect(try await HTTPTestClient.request("GET", "/api/stats", port: port, headers: ["X-API-Key: k"]).status == 200)
         let metrics = try await HTTPTestClient.request("GET", "/metrics", port: port, headers: ["X-API-Key: k"])
         #expect(metrics.body.contains("broker_connections"))
+        #expect(metrics.body.contains("# HELP broker_connections Open WebSocket connections.\n# TYPE broker_connections gauge"))
         broker.signal(SIGINT)
         #expect(try await broker.waitForExit(timeout: .seconds(10)) == 0)
     }

@@ -28,7 +28,7 @@ struct TestBroker {
         factory.durationHistogramBuckets[BrokerMetrics.journalAppendLabel] = BrokerMetrics.journalAppendBuckets
         let server = BrokerServer(
             configuration: configuration, journal: journal, logger: logger,
-            metrics: BrokerMetrics(factory: factory), renderMetrics: { registry.emitToBuffer() })
+            metrics: BrokerMetrics(factory: factory), renderMetrics: { MetricsHelp.adding(to: registry.emitToBuffer()) })
         try await server.start()
         return TestBroker(server: server, journal: journal, registry: registry)
     }
