@@ -7,7 +7,8 @@ import NIOCore
 /// references on every thread but only ever calls in through `eventLoop.execute`). A publish
 /// reaches each shard once; the shard matches it against its own trie and writes the shared
 /// frame to each matching connection, then flushes every connection it wrote to once per
-/// event-loop tick, so a busy subscriber gets many frames per `writev`.
+/// event-loop tick (or, on a busy loop, after a pause: FlushPacer.swift), so a busy subscriber
+/// gets many frames per `writev`.
 final class FanoutShard: @unchecked Sendable {
     let eventLoop: any EventLoop
     /// Position in the broker's list of shards.
@@ -125,7 +126,7 @@ final class FanoutShard: @unchecked Sendable {
         flushPacer.flushed(from: start, to: eventLoop.now, bytesPerConnection: bytesSinceFlush / max(1, flushing.count))
         bytesSinceFlush = 0
         flushing.removeAll(keepingCapacity: true)
-        // Every connection owed a range has written it: the tick's batches are done.
+        // Every connection owed a range has written it: the batches are done.
         batches.removeAll(keepingCapacity: true)
         currentSlots = (nil, nil)
     }
@@ -137,7 +138,7 @@ final class FanoutShard: @unchecked Sendable {
         var compressed: Bool
     }
 
-    /// This tick's batch per topic and frame variant (TickBatch.swift).
+    /// The current batch per topic and frame variant, until the next flush (TickBatch.swift).
     private var batches: [BatchKey: TickBatch] = [:]
     /// Where the message being delivered lies in its batches (plain, compressed), once placed.
     private var currentSlots: (plain: (TickBatch, Range<Int>)?, compressed: (TickBatch, Range<Int>)?) = (nil, nil)

@@ -1,6 +1,7 @@
 import NIOCore
 
-/// The frames one event loop delivers on one topic during one tick, back to back in one buffer.
+/// The frames one event loop delivers on one topic between two flushes (one tick, or several
+/// while a busy loop paces its flushes), back to back in one buffer.
 ///
 /// A broadcast sends every subscriber of a topic the same frames in the same order, so instead of
 /// one NIO write per frame per subscriber (each write touches the connection's channel, pipeline
