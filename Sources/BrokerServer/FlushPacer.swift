@@ -19,8 +19,10 @@ struct FlushPacer {
     static let pausePerFlushCost: Int64 = 8
     /// Writes at least this large on average (bytes per flushed connection) need no pause.
     static let largeWriteBytes = 32 * 1024
-    /// Shorter waits are not worth a timer: the flush runs at the end of the tick instead.
-    static let shortestWait: TimeAmount = .microseconds(100)
+    /// Shorter pauses are not taken (the flush runs at the end of the tick): on a nearly idle
+    /// loop, where one flush writes a connection or two, they would only delay request and
+    /// reply traffic.
+    static let shortestWait: TimeAmount = .microseconds(500)
 
     private var earliestNextFlush = NIODeadline.uptimeNanoseconds(0)
 

@@ -14,9 +14,9 @@ import Testing
 
     @Test func cheapFlushesAddNoWait() {
         var pacer = FlushPacer(maxDelay: .milliseconds(20))
-        // 10 µs of flushing: a pause of 80 µs is not worth a timer.
-        pacer.flushed(from: t0, to: t0 + .microseconds(10), bytesPerConnection: 200)
-        #expect(pacer.wait(at: t0 + .microseconds(10)) == .zero)
+        // 50 µs of flushing (a few writes): a pause of 400 µs is not taken.
+        pacer.flushed(from: t0, to: t0 + .microseconds(50), bytesPerConnection: 200)
+        #expect(pacer.wait(at: t0 + .microseconds(50)) == .zero)
     }
 
     @Test func expensiveFlushOfSmallWritesPausesInProportion() {
