@@ -174,6 +174,7 @@ let package = Package(
                 "BrokerServer",
                 "BrokerJournal",
                 "BrokerProtocol",
+                "BrokerTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
