@@ -187,7 +187,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerClientTests",
-            dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal"],
+            dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal", "BrokerTestSupport"],
             swiftSettings: strict
         ),
 
