@@ -142,6 +142,22 @@ let package = Package(
             ],
             swiftSettings: serverSide
         ),
+        // What the integration tests share: the in-process broker, the built executables run as
+        // subprocesses, polling. A plain target that no product exposes (the test targets use its
+        // `package` declarations).
+        .target(
+            name: "BrokerTestSupport",
+            dependencies: [
+                "BrokerServer",
+                "BrokerJournal",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Tests/BrokerTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BrokerProtocolTests",
             dependencies: ["BrokerProtocol"],
@@ -158,6 +174,7 @@ let package = Package(
                 "BrokerServer",
                 "BrokerJournal",
                 "BrokerProtocol",
+                "BrokerTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -170,7 +187,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerClientTests",
-            dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal"],
+            dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal", "BrokerTestSupport"],
             swiftSettings: strict
         ),
 

@@ -1,3 +1,4 @@
+import BrokerTestSupport
 import Foundation
 import Testing
 
@@ -37,7 +38,7 @@ import Testing
         let expected = #"{"topic":"demo/x","data":{"n":1}}"#
         var publishes = 0
         try await eventually("the subscriber to print \(expected); stdout: \(subscriber.stdout) stderr: \(subscriber.stderr)",
-                             timeout: .seconds(8)) {
+                             timeout: .seconds(8), every: .milliseconds(100)) {
             subscriber.stdoutLines.contains(expected)
         } orElse: {
             publishes += 1
@@ -198,19 +199,5 @@ import Testing
                 #expect(!stderr.isEmpty, "broker-cli \(arguments) printed no error")
             }
         }
-    }
-}
-
-/// Polls `condition`; between polls runs `step` (e.g. publish again) until `condition` holds or
-/// `timeout` passes.
-func eventually(
-    _ what: @autoclosure () -> String, timeout: Duration, _ condition: () throws -> Bool,
-    orElse step: () async throws -> Void
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try !condition() {
-        if ContinuousClock.now >= deadline { throw TestFailure("timed out waiting for \(what())") }
-        try await step()
-        try await Task.sleep(for: .milliseconds(100))
     }
 }

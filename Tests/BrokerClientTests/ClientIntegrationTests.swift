@@ -1,6 +1,7 @@
 import BrokerClient
 import BrokerJournal
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import NIOCore
 import Testing
@@ -14,7 +15,7 @@ import Testing
 
     @Test func connectReceivesTheWelcome() async throws {
         let journal = MemoryJournal()
-        try await LiveBroker.with(journal: journal, configure: { $0.maxMessageBytes = 4096 }) { broker in
+        try await TestBroker.with(journal: journal, configure: { $0.maxMessageBytes = 4096 }) { broker in
             let client = makeClient(broker.url)
             #expect(!client.isConnected)
             let welcome = try await client.connect()
@@ -46,7 +47,7 @@ import Testing
     }
 
     @Test func publishJSONAndBytesReachSubscribersAsTextAndBinary() async throws {
-        try await LiveBroker.with { broker in
+        try await TestBroker.with { broker in
             let subscriber = makeClient(broker.url)
             let publisher = makeClient(broker.url)
             try await subscriber.connect()
@@ -86,7 +87,7 @@ import Testing
     }
 
     @Test func wildcardsMatchAsTheProtocolSays() async throws {
-        try await LiveBroker.with { broker in
+        try await TestBroker.with { broker in
             let subscriber = makeClient(broker.url)
             try await subscriber.connect()
             let plus = Received.collect(try await subscriber.subscribe("w/+/temp", history: 0))
@@ -122,7 +123,7 @@ import Testing
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
         let journal = try openJournal(directory)
-        try await LiveBroker.with(journal: journal) { broker in
+        try await TestBroker.with(journal: journal) { broker in
             let client = makeClient(broker.url)
             try await client.connect()
             var offsets: [UInt64] = []
@@ -172,7 +173,7 @@ import Testing
     }
 
     @Test func errorRepliesSurfaceAsServerErrors() async throws {
-        try await LiveBroker.with(configure: { $0.maxTopicBytes = 16 }) { broker in
+        try await TestBroker.with(configure: { $0.maxTopicBytes = 16 }) { broker in
             let client = makeClient(broker.url)
             try await client.connect()
 
@@ -236,7 +237,7 @@ import Testing
     }
 
     @Test func oversizePublishIsRefusedBeforeSending() async throws {
-        try await LiveBroker.with(configure: { $0.maxMessageBytes = 1024 }) { broker in
+        try await TestBroker.with(configure: { $0.maxMessageBytes = 1024 }) { broker in
             let client = makeClient(broker.url)
             try await client.connect()
             do {
@@ -252,7 +253,7 @@ import Testing
     }
 
     @Test func unsubscribeStopsDelivery() async throws {
-        try await LiveBroker.with { broker in
+        try await TestBroker.with { broker in
             let client = makeClient(broker.url)
             try await client.connect()
             let subscription = try await client.subscribe("u/#", history: 0)
@@ -293,7 +294,7 @@ import Testing
     }
 
     @Test func pingAndClose() async throws {
-        try await LiveBroker.with { broker in
+        try await TestBroker.with { broker in
             let client = makeClient(broker.url)
             try await client.connect()
             let rtt = try await client.ping()
@@ -324,7 +325,7 @@ import Testing
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
         let journal = try openJournal(directory)
-        try await LiveBroker.with(journal: journal) { broker in
+        try await TestBroker.with(journal: journal) { broker in
             let client = makeClient(broker.url)
             try await client.connect()
             let received = Received.collect(try await client.subscribe("many/#", history: 0))

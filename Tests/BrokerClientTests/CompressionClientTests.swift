@@ -1,6 +1,7 @@
 import BrokerClient
 import BrokerJournal
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import Testing
 
@@ -11,7 +12,7 @@ import Testing
     static let text = "\"" + String(repeating: "the quick brown fox jumps over the lazy dog ", count: 100) + "\""
 
     @Test func compressingAndPlainClientsReceiveTheSameMessages() async throws {
-        try await LiveBroker.with { broker in
+        try await TestBroker.with { broker in
             let compressing = makeClient(broker.url)
             var plainConfiguration = BrokerClient.Configuration()
             plainConfiguration.compression = false
@@ -46,7 +47,7 @@ import Testing
     }
 
     @Test func aMessageThatInflatesPastTheClientLimitClosesTheConnection() async throws {
-        try await LiveBroker.with(configure: { $0.maxMessageBytes = 4 << 20 }) { broker in
+        try await TestBroker.with(configure: { $0.maxMessageBytes = 4 << 20 }) { broker in
             var configuration = BrokerClient.Configuration()
             configuration.maxMessageBytes = 64 * 1024
             configuration.backoff = Backoff(initial: .seconds(30), maximum: .seconds(30))

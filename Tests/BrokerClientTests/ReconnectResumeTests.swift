@@ -1,5 +1,6 @@
 import BrokerClient
 import BrokerJournal
+import BrokerTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import Testing
@@ -25,7 +26,7 @@ import Testing
         defer { removeDirectory(directory) }
         var journal = try openJournal(directory)
         let epoch = journal.epoch
-        let first = try await LiveBroker.start(journal: journal)
+        let first = try await TestBroker.start(journal: journal)
         let port = first.port
         let events = EventLog()
         // The subscriber comes back only after 600 ms, when the broker is up again and (normally)
@@ -35,7 +36,7 @@ import Testing
             first.url, events: events, backoff: Backoff(initial: .milliseconds(600), maximum: .milliseconds(600), jitter: 0))
         let publisher = makeClient(first.url)
         let acked = Acked()
-        var second: LiveBroker?
+        var second: TestBroker?
         do {
             #expect(try await subscriber.connect().epoch == epoch)
             try await publisher.connect()
@@ -75,7 +76,7 @@ import Testing
 
             journal = try openJournal(directory)
             #expect(journal.epoch == epoch)
-            second = try await LiveBroker.start(journal: journal, port: port)
+            second = try await TestBroker.start(journal: journal, port: port)
             #expect(second?.port == port)
 
             // And after it, by a client that was never connected to the first broker.
@@ -139,11 +140,11 @@ import Testing
         }
         var journal = try openJournal(directory)
         let oldEpoch = journal.epoch
-        let first = try await LiveBroker.start(journal: journal)
+        let first = try await TestBroker.start(journal: journal)
         let port = first.port
         let events = EventLog()
         let subscriber = makeClient(first.url, events: events)
-        var second: LiveBroker?
+        var second: TestBroker?
         do {
             try await subscriber.connect()
             let subscription = try await subscriber.subscribe("e/#", history: 5)
@@ -161,7 +162,7 @@ import Testing
             try await eventually("the subscriber to see the connection drop") { !subscriber.isConnected }
             journal = try openJournal(fresh)
             #expect(journal.epoch != oldEpoch)
-            second = try await LiveBroker.start(journal: journal, port: port)
+            second = try await TestBroker.start(journal: journal, port: port)
             let newPublisher = makeClient("ws://127.0.0.1:\(port)/ws")
             try await newPublisher.connect()
             // Offsets start over: 1 on e/a again, below the 3 the subscriber already saw there.
@@ -196,18 +197,18 @@ import Testing
     }
 
     @Test func liveOnlySubscriptionIsRestoredAfterARestart() async throws {
-        let first = try await LiveBroker.start()
+        let first = try await TestBroker.start()
         let port = first.port
         let events = EventLog()
         let subscriber = makeClient(first.url, events: events)
-        var second: LiveBroker?
+        var second: TestBroker?
         do {
             try await subscriber.connect()
             let subscription = try await subscriber.subscribe("live/#", history: 0)
             let received = Received.collect(subscription)
             await first.stop()
             try await eventually("the subscriber to see the connection drop") { !subscriber.isConnected }
-            second = try await LiveBroker.start(port: port)
+            second = try await TestBroker.start(port: port)
             try await eventually("the subscriber to reconnect") { events.connectedCount == 2 }
             // The resubscribe goes out before any request on the new connection; a ping behind it
             // means it has been handled.

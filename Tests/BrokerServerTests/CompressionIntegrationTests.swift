@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerTestSupport
 import NIOCore
 import Testing
 

@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -355,7 +356,9 @@ import Testing
             #expect(after["broker_journal_append_seconds_count"] == 1)
 
             await client.close()
-            try await eventually { (try await scrape())[#"broker_disconnects_total{reason="reset"}"#] == 1 }
+            try await eventually("the reset to be counted", every: .milliseconds(20)) {
+                (try await scrape())[#"broker_disconnects_total{reason="reset"}"#] == 1
+            }
             let late = try await broker.client()
             try await late.sendText(##"{"op":"subscribe","topic":"m/#","history":5}"##)
             _ = try await late.nextMessage()
@@ -364,16 +367,6 @@ import Testing
             await late.close()
         }
     }
-}
-
-/// Polls `condition` until it holds (or fails the test after `timeout`).
-func eventually(timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    Issue.record("condition not met within \(timeout)")
 }
 
 /// A journal that refuses appends (500) and, when `stuck`, never answers through its writer

@@ -1,4 +1,5 @@
 import BrokerJournal
+import BrokerTestSupport
 import Foundation
 import NIOCore
 import NIOPosix

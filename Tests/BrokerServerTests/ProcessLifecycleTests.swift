@@ -1,4 +1,5 @@
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import NIOCore
 import Testing
@@ -8,15 +9,11 @@ import Glibc
 
 /// The `broker` executable's lifecycle: SIGTERM drains, exit codes, configuration at start.
 @Suite(.serialized) struct ProcessLifecycleTests {
-    func temporaryDirectory() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("broker-lifecycle-\(UUID().uuidString)").path
-    }
-
     @Test func sigtermDrainsAndKeepsEveryAcknowledgedRetainedMessage() async throws {
-        let data = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        let broker = try BrokerExecutable(["serve", "--port", "0", "--data-dir", data, "--shutdown-grace", "3"])
-        let port = try await broker.port()
+        let data = temporaryDirectory("broker-lifecycle")
+        defer { removeDirectory(data) }
+        let broker = try ChildProcess("broker", ["serve", "--port", "0", "--data-dir", data, "--shutdown-grace", "3"])
+        let port = try await broker.listeningPort()
 
         let subscriber = try await RawWebSocketClient.connect(port: port)
         _ = try await subscriber.nextMessage()
@@ -58,8 +55,8 @@ import Glibc
         await subscriber.close()
 
         // Restart on the same directory: every acknowledged message replays.
-        let restarted = try BrokerExecutable(["serve", "--port", "0", "--data-dir", data])
-        let newPort = try await restarted.port()
+        let restarted = try ChildProcess("broker", ["serve", "--port", "0", "--data-dir", data])
+        let newPort = try await restarted.listeningPort()
         let reader = try await RawWebSocketClient.connect(port: newPort)
         _ = try await reader.nextMessage()
         try await reader.sendText(##"{"op":"subscribe","topic":"drain/#","since":0,"id":"s"}"##)
@@ -78,43 +75,43 @@ import Glibc
 
     @Test func exitCodes() async throws {
         // A bad setting: 64, naming it.
-        let badFlag = try BrokerExecutable(["serve", "--port", "99999"])
+        let badFlag = try ChildProcess("broker", ["serve", "--port", "99999"])
         #expect(try await badFlag.waitForExit(timeout: .seconds(10)) == 64)
         #expect(badFlag.stderr.contains("port"))
-        let badEnvironment = try BrokerExecutable(["serve"], environment: ["BROKER_LOG_FORMAT": "xml"])
+        let badEnvironment = try ChildProcess("broker", ["serve"], environment: ["BROKER_LOG_FORMAT": "xml"])
         #expect(try await badEnvironment.waitForExit(timeout: .seconds(10)) == 64)
         #expect(badEnvironment.stderr.contains("BROKER_LOG_FORMAT"))
         // Unusable TLS files: 6.
-        let data = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        let badTLS = try BrokerExecutable([
+        let data = temporaryDirectory("broker-lifecycle")
+        defer { removeDirectory(data) }
+        let badTLS = try ChildProcess("broker", [
             "serve", "--port", "0", "--data-dir", data, "--tls-certificate", "/nonexistent.pem", "--tls-key", "/nonexistent.key",
         ])
         #expect(try await badTLS.waitForExit(timeout: .seconds(10)) == 6)
     }
 
     @Test func configCheckCommand() async throws {
-        let directory = temporaryDirectory()
+        let directory = temporaryDirectory("broker-lifecycle")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        defer { removeDirectory(directory) }
         let bad = directory + "/bad.yaml"
         try "port: 80\nlisten: 1\nretain:\n  max-age: never\n".write(toFile: bad, atomically: true, encoding: .utf8)
-        let check = try BrokerExecutable(["config", "check", bad])
+        let check = try ChildProcess("broker", ["config", "check", bad])
         #expect(try await check.waitForExit(timeout: .seconds(10)) == 78)
         #expect(check.stderr.contains("\(bad):2: listen: unknown key"))
         #expect(check.stderr.contains("\(bad):4: retain.max-age: expected a number of seconds"))
         let good = directory + "/good.toml"
         try "port = 80\n[log]\nformat = \"json\"\n".write(toFile: good, atomically: true, encoding: .utf8)
-        let ok = try BrokerExecutable(["config", "check", good])
+        let ok = try ChildProcess("broker", ["config", "check", good])
         #expect(try await ok.waitForExit(timeout: .seconds(10)) == 0)
         #expect(ok.stdout == "\(good): ok\n")
     }
 
     @Test func startsFromEnvironmentAloneWithJSONLogs() async throws {
-        let data = temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: data) }
-        let broker = try BrokerExecutable(
-            [], environment: ["BROKER_PORT": "0", "BROKER_DATA_DIR": data, "BROKER_LOG_FORMAT": "json", "BROKER_AUTH_API_KEY": "k"])
+        let data = temporaryDirectory("broker-lifecycle")
+        defer { removeDirectory(data) }
+        let broker = try ChildProcess(
+            "broker", [], environment: ["BROKER_PORT": "0", "BROKER_DATA_DIR": data, "BROKER_LOG_FORMAT": "json", "BROKER_AUTH_API_KEY": "k"])
         // The port is in the JSON log line: {"...","msg":"listening","address":"[IPv4]127.0.0.1/127.0.0.1:PORT",...}
         var port: Int?
         let deadline = ContinuousClock.now + .seconds(15)

@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import NIOCore
 import Testing

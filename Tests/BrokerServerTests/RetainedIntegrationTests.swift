@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import Logging
 import NIOCore
@@ -15,10 +16,6 @@ import Testing
         var logger = Logger(label: "test-journal")
         logger.logLevel = .warning
         return try SQLiteJournal.open(directory: directory, configuration: configuration, logger: logger)
-    }
-
-    static func temporaryDirectory() -> String {
-        NSTemporaryDirectory() + "broker-test-\(UUID().uuidString)"
     }
 
     func publishRetained(_ client: RawWebSocketClient, _ topic: String, _ data: String, id: Int) async throws -> UInt64 {
@@ -57,7 +54,7 @@ import Testing
     }
 
     @Test func historyAndSinceReplayOverWildcards() async throws {
-        let directory = Self.temporaryDirectory()
+        let directory = temporaryDirectory()
         let journal = try Self.openJournal(directory)
         try await TestBroker.with(journal: journal) { broker in
             let publisher = try await broker.client()
@@ -100,7 +97,7 @@ import Testing
     }
 
     @Test func sinceAfterPruningIsNotRecovered() async throws {
-        let directory = Self.temporaryDirectory()
+        let directory = temporaryDirectory()
         let journal = try Self.openJournal(directory, maxPerTopic: 2)
         try await TestBroker.with(journal: journal) { broker in
             let publisher = try await broker.client()
@@ -121,7 +118,7 @@ import Testing
     }
 
     @Test func oneConnectionsRetainedAndLivePublishesKeepTheirOrder() async throws {
-        let journal = try Self.openJournal(Self.temporaryDirectory())
+        let journal = try Self.openJournal(temporaryDirectory())
         try await TestBroker.with(journal: journal) { broker in
             let subscriber = try await broker.client()
             _ = try await subscribe(subscriber, #""topic":"order","history":0"#)
@@ -142,7 +139,7 @@ import Testing
     }
 
     @Test func replayAndLiveMeetWithoutGapOrDuplicateUnderAPublishStorm() async throws {
-        let journal = try Self.openJournal(Self.temporaryDirectory(), maxPerTopic: 100_000)
+        let journal = try Self.openJournal(temporaryDirectory(), maxPerTopic: 100_000)
         try await TestBroker.with(journal: journal) { broker in
             let total = 3_000
             let publishers = [try await broker.client(), try await broker.client()]
@@ -172,7 +169,7 @@ import Testing
     }
 
     @Test func historyReplayDuringAStormHandsOverInOffsetOrder() async throws {
-        let journal = try Self.openJournal(Self.temporaryDirectory(), maxPerTopic: 100_000)
+        let journal = try Self.openJournal(temporaryDirectory(), maxPerTopic: 100_000)
         try await TestBroker.with(journal: journal) { broker in
             let total = 2_000
             let publisher = try await broker.client()
@@ -201,7 +198,7 @@ import Testing
     }
 
     @Test func restartKeepsRetainedMessagesAndOffsetsContinue() async throws {
-        let directory = Self.temporaryDirectory()
+        let directory = temporaryDirectory()
         var journal = try Self.openJournal(directory)
         let epoch = journal.epoch
         var lastOffset: UInt64 = 0

@@ -1,4 +1,5 @@
 import BrokerProtocol
+import BrokerTestSupport
 import Foundation
 import NIOCore
 import NIOSSL

@@ -1,75 +1,12 @@
 import BrokerClient
 import BrokerJournal
 import BrokerProtocol
-import BrokerServer
-import Foundation
-import Logging
+import BrokerTestSupport
 import NIOConcurrencyHelpers
-
-/// The real broker, in process, on an ephemeral (or a given) port, for client integration tests.
-struct LiveBroker {
-    let server: BrokerServer
-    let journal: any Journal
-    let port: Int
-    var url: String { "ws://127.0.0.1:\(port)/ws" }
-
-    /// Starts a broker on `journal`; `port` 0 picks a free one (a restart passes the old port).
-    static func start(
-        journal: any Journal = MemoryJournal(), port: Int = 0,
-        configure: (inout BrokerConfiguration) -> Void = { _ in }
-    ) async throws -> LiveBroker {
-        var configuration = BrokerConfiguration()
-        configuration.port = port
-        configuration.eventLoopThreads = 2
-        configuration.shutdownGracePeriod = .seconds(2)
-        configure(&configuration)
-        let server = BrokerServer(configuration: configuration, journal: journal, logger: quietLogger("test-broker"))
-        try await server.start()
-        guard let bound = server.port else { throw TestFailure("the broker has no port after start()") }
-        return LiveBroker(server: server, journal: journal, port: bound)
-    }
-
-    /// Runs `body` against a fresh broker and always shuts it down.
-    static func with<T>(
-        journal: any Journal = MemoryJournal(),
-        configure: (inout BrokerConfiguration) -> Void = { _ in },
-        _ body: (LiveBroker) async throws -> T
-    ) async throws -> T {
-        let broker = try await start(journal: journal, configure: configure)
-        do {
-            let result = try await body(broker)
-            await broker.stop()
-            return result
-        } catch {
-            await broker.stop()
-            throw error
-        }
-    }
-
-    /// Stops the listener and closes every client (1001). The journal stays open (the caller's).
-    func stop() async {
-        await server.shutdown()
-    }
-}
-
-func quietLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label)
-    logger.logLevel = .warning
-    return logger
-}
 
 /// Opens a SQLite journal in `directory` (created if missing).
 func openJournal(_ directory: String) throws -> SQLiteJournal {
     try SQLiteJournal.open(directory: directory, configuration: JournalConfiguration(), logger: quietLogger("test-journal"))
-}
-
-/// A fresh directory name under the system's temporary directory (not created).
-func temporaryDirectory(_ prefix: String = "broker-client-test") -> String {
-    NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
-}
-
-func removeDirectory(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
 }
 
 /// A client with test-friendly settings: short timeouts, quick reconnects, quiet logs.
@@ -82,23 +19,6 @@ func makeClient(
     configuration.backoff = backoff
     if let events { configuration.onEvent = { events.append($0) } }
     return BrokerClient(url: url, configuration: configuration, logger: quietLogger("test-client"))
-}
-
-/// A test step that did not happen in time (or another failure with a message).
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Polls `condition` until it holds; throws `TestFailure(what)` after `timeout`.
-func eventually(
-    _ what: @autoclosure () -> String, timeout: Duration = .seconds(5), _ condition: () throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try !condition() {
-        if ContinuousClock.now >= deadline { throw TestFailure("timed out waiting for \(what())") }
-        try await Task.sleep(for: .milliseconds(10))
-    }
 }
 
 /// Every event a client reported through `Configuration.onEvent`.
