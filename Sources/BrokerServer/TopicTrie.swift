@@ -3,13 +3,16 @@ import BrokerProtocol
 /// A subscription index: topic filters in a trie keyed by level, so that matching a published
 /// name walks only the branches that can match (its literal levels, `+` and `#`).
 ///
+/// Levels are compared byte for byte, as PROTOCOL.md and MQTT compare topics: `café` written
+/// precomposed and `cafe` + U+0301 are two topics, though Swift's `String` calls them equal.
+///
 /// Not thread-safe: each event loop owns one trie for its own connections, so the publish path
 /// takes no lock. Subscribers are compared by identity.
 ///
 /// `package`: the microbenchmarks (Benchmarks/TopicMatching) drive it directly.
 package final class TopicTrie<Subscriber: AnyObject> {
     final class Node {
-        var children: [Substring: Node] = [:]
+        var children: [TopicLevelKey: Node] = [:]
         var plus: Node?
         /// Subscribers of the filter ending with `#` at this node.
         var hashSubscribers: [Subscriber] = []
@@ -39,11 +42,11 @@ package final class TopicTrie<Subscriber: AnyObject> {
             if level == "+" {
                 if node.plus == nil { node.plus = Node() }
                 node = node.plus!
-            } else if let child = node.children[level] {
+            } else if let child = node.children[TopicLevelKey(level)] {
                 node = child
             } else {
                 let child = Node()
-                node.children[level] = child
+                node.children[TopicLevelKey(level)] = child
                 node = child
             }
         }
@@ -74,9 +77,9 @@ package final class TopicTrie<Subscriber: AnyObject> {
             if child.isEmpty { node.plus = nil }
             return removed
         }
-        guard let child = node.children[level] else { return false }
+        guard let child = node.children[TopicLevelKey(level)] else { return false }
         let removed = remove(rest, subscriber, from: child)
-        if child.isEmpty { node.children[level] = nil }
+        if child.isEmpty { node.children[TopicLevelKey(level)] = nil }
         return removed
     }
 
@@ -106,7 +109,24 @@ package final class TopicTrie<Subscriber: AnyObject> {
             return
         }
         let rest = levels.dropFirst()
-        if let child = node.children[level] { visit(child, rest, isRoot: false, reserved: reserved, body) }
+        if let child = node.children[TopicLevelKey(level)] { visit(child, rest, isRoot: false, reserved: reserved, body) }
         if wildcardsAllowed, let plus = node.plus { visit(plus, rest, isRoot: false, reserved: reserved, body) }
+    }
+}
+
+/// One level of a topic as the trie keys it: equal when the UTF-8 bytes are equal (a
+/// `Substring` key would use Unicode canonical equivalence).
+struct TopicLevelKey: Hashable {
+    let text: Substring
+
+    init(_ text: Substring) { self.text = text }
+
+    static func == (lhs: TopicLevelKey, rhs: TopicLevelKey) -> Bool {
+        lhs.text.utf8.elementsEqual(rhs.text.utf8)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        let hashed: Void? = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if hashed == nil { Array(text.utf8).withUnsafeBytes { hasher.combine(bytes: $0) } }
     }
 }

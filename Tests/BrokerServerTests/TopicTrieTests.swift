@@ -1,3 +1,4 @@
+import BrokerProtocol
 import Testing
 
 @testable import BrokerServer
@@ -62,5 +63,25 @@ final class Probe {
         #expect(matches(trie, "a/b/c") == [])
         #expect(trie.count == 0)
         #expect(!trie.remove("x/y", first))
+    }
+
+    /// Found by Fuzz/ (topics): Swift's string equality is canonical equivalence, so the trie
+    /// took `café` (U+00E9) and `cafe` + U+0301 for one level, while topics match byte for byte
+    /// (`Topic.matches`, the journal's filters): a subscriber of one got the other's messages.
+    @Test func levelsAreComparedByteForByteNotByCanonicalEquivalence() {
+        let trie = TopicTrie<Probe>()
+        let precomposed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        #expect(precomposed == decomposed && !precomposed.utf8.elementsEqual(decomposed.utf8))
+        let first = Probe("precomposed"), second = Probe("decomposed")
+        trie.insert(precomposed + "/#", first)
+        trie.insert(decomposed + "/+", second)
+        #expect(matches(trie, precomposed + "/x") == ["precomposed"])
+        #expect(matches(trie, decomposed + "/x") == ["decomposed"])
+        #expect(Topic.matches(filter: precomposed + "/#", name: decomposed + "/x") == false)
+        // Removing under the other spelling finds nothing; under its own, only that one goes.
+        #expect(!trie.remove(decomposed + "/#", first))
+        #expect(trie.remove(precomposed + "/#", first))
+        #expect(matches(trie, decomposed + "/x") == ["decomposed"])
+        #expect(trie.count == 1)
     }
 }
