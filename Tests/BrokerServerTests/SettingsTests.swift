@@ -103,6 +103,28 @@ import Testing
         }
     }
 
+    /// Found by Fuzz/ (settings): a duration past Int64 nanoseconds (`--ping-interval 1e10`,
+    /// `retain.max-age = 1e300`, an override age of `inf`) trapped when converted instead of
+    /// being refused, so the broker crashed at startup and `config check` crashed on the file.
+    @Test func durationsOutOfRangeAreRefusedNotTrapped() throws {
+        for (flag, value) in [
+            ("--ping-interval", "1e10"), ("--retain-max-age", "1e300"), ("--metrics-interval", "9223372037"),
+            ("--http-idle-timeout", "1e-12"), ("--retain-override", "a/#=1,inf"), ("--retain-override", "a/#=1,1e300"),
+        ] {
+            var settings = BrokerSettings()
+            #expect(throws: SettingError.self, "\(flag) \(value)") {
+                try SettingsLoader.apply(try SettingsLoader.fromFlags([flag, value]), to: &settings)
+            }
+        }
+        let file = try write("retain:\n  max-age: 1e300\n  override: [\"a/#=1,inf\"]\nping-interval: 1e10\n", "huge.yaml")
+        #expect(SettingsLoader.check(file).map(\.key).sorted() == ["ping-interval", "retain.max-age", "retain.override"])
+        // The largest accepted value still converts and shows.
+        var settings = BrokerSettings()
+        try SettingsLoader.apply(try SettingsLoader.fromFlags(["--pong-timeout", "1000000000"]), to: &settings)
+        #expect(settings.server.pongTimeout == .seconds(1_000_000_000))
+        #expect(SettingKey.named("pong-timeout")?.read(settings) == "1000000000")
+    }
+
     @Test func checkNamesUnknownKeysAndBadValuesWithTheirLines() throws {
         let yaml = try write(
             """

@@ -25,7 +25,7 @@ public struct SettingKey: Sendable {
         case integer(ClosedRange<Int>)
         /// A byte count: an integer, optionally with a KiB, MiB or GiB suffix.
         case bytes(ClosedRange<Int>)
-        /// A number of seconds (fractions allowed), greater than zero.
+        /// A number of seconds (fractions allowed), from a nanosecond to `SettingKey.maxSeconds`.
         case seconds
         case string
         case bool
@@ -97,6 +97,10 @@ public struct SettingKey: Sendable {
                 throw SettingProblem("expected a number of seconds, got '\(text)'")
             }
             guard value > 0 else { throw SettingProblem("must be greater than 0 seconds, got \(text)") }
+            // Durations become NIO TimeAmounts and Durations in nanoseconds (Int64): a larger
+            // value would trap when converted, a smaller one would round to zero.
+            guard value <= Self.maxSeconds else { throw SettingProblem("must be at most \(Int(Self.maxSeconds)) seconds, got \(text)") }
+            guard value >= 1e-9 else { throw SettingProblem("must be at least one nanosecond, got \(text)") }
             return .double(value)
         case .string:
             return .string(text)
@@ -115,6 +119,10 @@ public struct SettingKey: Sendable {
             return .list(text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         }
     }
+
+    /// The longest duration a setting takes: about 31 years, well inside the ±292 years that
+    /// 64-bit nanoseconds hold.
+    public static let maxSeconds: Double = 1_000_000_000
 
     static func parseBytes(_ text: String) -> Int? {
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
@@ -354,8 +362,8 @@ func parseRetentionOverride(_ spec: String) throws(SettingProblem) -> RetentionP
     }
     var age: Duration?
     if limits.count == 2 {
-        guard let seconds = Double(limits[1]), seconds > 0 else {
-            throw SettingProblem("'\(spec)': AGE_SECONDS must be a positive number")
+        guard let seconds = Double(limits[1]), seconds >= 0.001, seconds <= SettingKey.maxSeconds else {
+            throw SettingProblem("'\(spec)': AGE_SECONDS must be a number from 0.001 to \(Int(SettingKey.maxSeconds))")
         }
         age = .milliseconds(Int64(seconds * 1000))
     }
