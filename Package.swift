@@ -150,6 +150,7 @@ let package = Package(
             dependencies: [
                 "BrokerServer",
                 "BrokerJournal",
+                "BrokerProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
