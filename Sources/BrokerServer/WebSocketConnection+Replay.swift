@@ -14,8 +14,6 @@ struct ReplayJob {
     var upTo: UInt64 = 0
     /// Offset of the last record replayed (the next page starts after it).
     var cursor: UInt64 = 0
-    /// Every record is written; the hand-over waits for the socket to drain below the limit.
-    var draining = false
 
     init(filter: String, id: RequestID?, selection: ReplaySelection, recovered: Bool?) {
         self.filter = filter
@@ -105,8 +103,7 @@ extension WebSocketConnection {
             } else if context.channel.isWritable {
                 readNextReplayPage()
             } else {
-                flushIfNeeded()
-                replayAwaitsWritability = true
+                resumeWhenWritable(.nextReplayPage)
             }
         }
     }
@@ -115,15 +112,12 @@ extension WebSocketConnection {
     /// replay left more than the send limit queued, the hand-over waits until it drains (live
     /// messages stay held back meanwhile, within the same limit).
     func finishReplay() {
-        guard var job = replay else { return }
+        guard let job = replay else { return }
         if !context.channel.isWritable {
-            job.draining = true
-            replay = job
-            flushIfNeeded()
+            resumeWhenWritable(.replayHandOver)
             return
         }
         replay = nil
-        replayAwaitsWritability = false
         let held = heldBack
         heldBack.removeAll()
         heldBackBytes = 0

@@ -79,8 +79,16 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// Live messages held back while a replay runs, and their size.
     var heldBack: [OutboundMessage] = []
     var heldBackBytes = 0
-    /// The running replay waits for the socket to drain before reading its next page.
-    var replayAwaitsWritability = false
+    /// What runs once the channel is writable again (`resumeWhenWritable`).
+    private var resumption: Resumption?
+
+    /// Work that waits for the socket to drain.
+    enum Resumption {
+        /// The replay reads its next page.
+        case nextReplayPage
+        /// The replay hands over to live delivery.
+        case replayHandOver
+    }
 
     var allocator: ByteBufferAllocator { context.channel.allocator }
     var eventLoop: any EventLoop { context.eventLoop }
@@ -123,6 +131,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         for filter in filters { shard.unsubscribe(self, from: filter) }
         filters.removeAll()
         replay = nil
+        resumption = nil
         deferredRequests.removeAll()
         heldBack.removeAll()
         if shard.remove(self), deflate != nil {
@@ -162,18 +171,12 @@ final class WebSocketConnection: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
-        if !writable {
-            fellBehind()
-        } else {
+        if context.channel.isWritable {
             slowConsumerTimer?.cancel()
             slowConsumerTimer = nil
-        }
-        if writable, replayAwaitsWritability {
-            replayAwaitsWritability = false
-            readNextReplayPage()
-        } else if writable, replay?.draining == true {
-            finishReplay()
+            resumeIfWaiting()
+        } else {
+            fellBehind()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -276,6 +279,28 @@ final class WebSocketConnection: ChannelInboundHandler {
         return compressed
     }
 
+    /// Runs `resumption` once the channel is writable.
+    ///
+    /// What is pending is flushed now, whatever the shard's flush pacer would say: a connection
+    /// over its high-water mark has a full batch already, and nothing else would make room. The
+    /// wait is registered before that flush because NIO reports the channel writable again from
+    /// inside the flush when the peer reads fast (the kernel takes everything): a wait registered
+    /// after it would miss the only event that ends it.
+    func resumeWhenWritable(_ resumption: Resumption) {
+        self.resumption = resumption
+        flushIfNeeded()
+        if context.channel.isWritable { resumeIfWaiting() }
+    }
+
+    private func resumeIfWaiting() {
+        guard state == .open, let resumption else { return }
+        self.resumption = nil
+        switch resumption {
+        case .nextReplayPage: readNextReplayPage()
+        case .replayHandOver: finishReplay()
+        }
+    }
+
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
@@ -350,6 +375,13 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// The queue crossed the high-water mark: the connection has `slowConsumerTimeout` to drain
     /// below half of it (then NIO reports it writable again).
     private func fellBehind() {
+        // Holding writes back to batch more (FlushPacer.swift) gains nothing once the queue is
+        // this long, and only a flush lets it drain: flush at the end of this tick, not after the
+        // pacer's pause.
+        if needsFlush {
+            let connection = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.execute { connection.value.flushIfNeeded() }
+        }
         guard state == .open, slowConsumerTimer == nil else { return }
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         slowConsumerTimer = eventLoop.scheduleTask(in: broker.configuration.slowConsumerTimeout) {
@@ -381,6 +413,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         disconnectReason = DisconnectReason(closeCode: code, reason: reason)
         if disconnectReason == .protocolError { shard.counters.protocolError("ws_\(code)") }
         replay = nil
+        resumption = nil
         deferredRequests.removeAll()
         heldBack.removeAll()
         heldBackBytes = 0
