@@ -433,7 +433,9 @@ final class BrokenJournal: Journal, @unchecked Sendable {
     }
 
     @Test func notReadyWhileDraining() async throws {
-        let broker = try await TestBroker.start(configure: { $0.shutdownGracePeriod = .seconds(3) })
+        // The drain lasts until the client answers the close (below), or the grace period: long,
+        // so that the request below is served during the drain however slow the machine is.
+        let broker = try await TestBroker.start(configure: { $0.shutdownGracePeriod = .seconds(120) })
         let client = try await broker.client()
         // An HTTP connection opened before the drain, used after the listener closed.
         let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()

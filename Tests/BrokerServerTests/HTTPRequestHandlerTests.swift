@@ -182,4 +182,17 @@ extension HTTPRequestHandlerTests {
         #expect(cleared.status == .ok && cleared.body == #"{"cleared":1}"# + "\n")
         #expect(try harness.response() == nil)
     }
+
+    /// The journal's writer has two seconds, on the loop's clock, to answer a readiness check.
+    @Test func journalThatDoesNotAnswerIsNotReadyAfterTwoSeconds() throws {
+        let harness = try Harness()
+        (harness.broker.journal as! EmbeddedLoopJournal).stuck = true
+        try harness.head(.GET, "/readyz")
+        try harness.end()
+        harness.loop.advanceTime(by: .seconds(2) - .nanoseconds(1))
+        #expect(try harness.response() == nil)
+        harness.loop.advanceTime(by: .nanoseconds(1))
+        let response = try #require(try harness.response())
+        #expect(response.status == .serviceUnavailable && response.body.contains(#""code":"not_ready""#))
+    }
 }

@@ -17,6 +17,8 @@ final class EmbeddedLoopJournal: Journal, @unchecked Sendable {
     private let memory: MemoryJournal
     private let loop: EmbeddedEventLoop
     private var completionRunEnded: (@Sendable () -> Void)?
+    /// While set, snapshots never complete: a writer that does not answer.
+    var stuck = false
 
     init(loop: EmbeddedEventLoop, retention: RetentionPolicy = RetentionPolicy(), epoch: String = "e1") {
         self.loop = loop
@@ -53,6 +55,7 @@ final class EmbeddedLoopJournal: Journal, @unchecked Sendable {
     }
 
     func snapshot(completion: @escaping @Sendable (UInt64) -> Void) {
+        guard !stuck else { return }
         final class Taken: @unchecked Sendable { var offset: UInt64 = 0 }
         let done = DispatchSemaphore(value: 0)
         let taken = Taken()
