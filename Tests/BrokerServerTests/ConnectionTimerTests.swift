@@ -67,32 +67,38 @@ import Testing
     @Test func silentConnectionIsPingedAfterTheIntervalAndClosedWhenThePongNeverComes() throws {
         let harness = try connected { $0.pingInterval = .seconds(30); $0.pongTimeout = .seconds(10) }
         startKeepalive(harness)
-        // Second by second: nothing but one ping, and not before 30 s of silence.
-        var elapsed = TimeAmount.zero
-        var pingedAt: TimeAmount?
-        while pingedAt == nil, elapsed < .seconds(120) {
+        // Silent for just under the interval: no ping.
+        var elapsed = TimeAmount.seconds(30) - .nanoseconds(1)
+        harness.loop.advanceTime(by: elapsed)
+        #expect(try frames(harness).isEmpty)
+        // Then second by second: one ping, within two sweeps (5 s apart here), and nothing else.
+        var pingedBy: TimeAmount?
+        while pingedBy == nil, elapsed < .seconds(120) {
             harness.loop.advanceTime(by: .seconds(1))
             elapsed = elapsed + .seconds(1)
             let written = try frames(harness)
             #expect(written.allSatisfy { $0.opcode == Self.ping }, "at \(elapsed): \(written)")
             if !written.isEmpty {
                 #expect(written.count == 1)
-                pingedAt = elapsed
+                pingedBy = elapsed  // the ping went out in the last second
             }
         }
-        let pinged = try #require(pingedAt, "no ping after 120 s of silence")
-        #expect(pinged >= .seconds(30), "pinged after \(pinged) of silence")
-        #expect(pinged <= .seconds(40), "pinged only after \(pinged) of silence (sweeps run every 5 s)")
+        let pinged = try #require(pingedBy, "no ping after 120 s of silence")
+        #expect(pinged <= .seconds(40), "pinged only after \(pinged) of silence")
 
-        // No pong: open until the timeout has passed since the ping, then closed with 1001.
-        var closedAt: TimeAmount?
-        while closedAt == nil, elapsed < pinged + .seconds(60) {
+        // No pong: open until the timeout has passed since the ping (sent after `pinged - 1 s`)...
+        harness.loop.advanceTime(by: .seconds(9) - .nanoseconds(1))
+        elapsed = elapsed + .seconds(9) - .nanoseconds(1)
+        #expect(harness.channel.isActive)
+        #expect(try frames(harness).isEmpty)
+        // ...then closed with 1001, within a sweep.
+        var closedBy: TimeAmount?
+        while closedBy == nil, elapsed < pinged + .seconds(60) {
             harness.loop.advanceTime(by: .seconds(1))
             elapsed = elapsed + .seconds(1)
-            if !harness.channel.isActive { closedAt = elapsed }
+            if !harness.channel.isActive { closedBy = elapsed }
         }
-        let closed = try #require(closedAt, "still open 60 s after an unanswered ping")
-        #expect(closed - pinged >= .seconds(10), "closed \(closed - pinged) after the ping")
+        let closed = try #require(closedBy, "still open 60 s after an unanswered ping")
         #expect(closed - pinged <= .seconds(15), "closed only \(closed - pinged) after the ping")
         let written = try frames(harness)
         #expect(written.count == 1 && written.first?.closeCode == 1001, "\(written)")
