@@ -206,4 +206,15 @@ import Testing
         harness.loop.advanceTime(by: .seconds(10))  // the cancelled timer does nothing
         #expect(try frames(harness).isEmpty)
     }
+
+    /// The peer starts the close: echoed, and the connection ends at once, with no timer.
+    /// (WebSocketConnectionTests checks the echo on a channel that was never connected, where
+    /// `isActive` is false from the start.)
+    @Test func closeStartedByThePeerIsEchoedAndEndsAtOnce() throws {
+        let harness = try connected { $0.closeTimeout = .seconds(5) }
+        try harness.send(.connectionClose, [0x03, 0xE8])
+        #expect(try frames(harness).map(\.closeCode) == [1000])
+        #expect(!harness.channel.isActive)
+        #expect(disconnects(harness, .clientClose) == 1)
+    }
 }
