@@ -60,7 +60,8 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     // Keepalive.
     private var sawInbound = true
-    private var lastInbound = NIODeadline.now()
+    /// Set from the loop's clock (`eventLoop.now`) when the handler is added, then by sweeps.
+    private var lastInbound = NIODeadline.uptimeNanoseconds(0)
     private var pingSentAt: NIODeadline?
 
     /// Filters this connection subscribes to.
@@ -106,6 +107,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.lastInbound = context.eventLoop.now
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)

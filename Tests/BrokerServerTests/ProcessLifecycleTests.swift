@@ -60,9 +60,12 @@ import Glibc
         let reader = try await RawWebSocketClient.connect(port: newPort)
         _ = try await reader.nextMessage()
         try await reader.sendText(##"{"op":"subscribe","topic":"drain/#","since":0,"id":"s"}"##)
+        // A request made during a replay is answered after it: the pong ends the replay.
+        try await reader.sendText(#"{"op":"ping","id":"end"}"#)
         var replayed = Set<UInt64>()
         while true {
-            guard let message = try? await reader.nextMessage(timeout: .seconds(1)) else { break }
+            let message = try await reader.nextMessage()
+            if case .pong = message { break }
             if case .message(let delivery) = message, let offset = delivery.offset { replayed.insert(offset) }
         }
         let lost = Set(acked).subtracting(replayed)
