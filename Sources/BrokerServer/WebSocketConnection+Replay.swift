@@ -100,7 +100,7 @@ extension WebSocketConnection {
             replay = job
             if page.isLast || page.records.isEmpty {
                 finishReplay()
-            } else if context.channel.isWritable {
+            } else if isWritable {
                 readNextReplayPage()
             } else {
                 resumeWhenWritable(.nextReplayPage)
@@ -113,7 +113,7 @@ extension WebSocketConnection {
     /// messages stay held back meanwhile, within the same limit).
     func finishReplay() {
         guard let job = replay else { return }
-        if !context.channel.isWritable {
+        if !isWritable {
             resumeWhenWritable(.replayHandOver)
             return
         }

@@ -16,7 +16,7 @@ extension WebSocketConnection {
     func deferRequest(_ parsed: Result<ControlRequest, RequestError>) {
         deferredRequests.append(parsed)
         if deferredRequests.count == Self.maxDeferredRequests {
-            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+            context?.channel.setOption(.autoRead, value: false).whenFailure { _ in }
         }
     }
 
@@ -26,7 +26,7 @@ extension WebSocketConnection {
             serve(next)
         }
         if deferredRequests.count < Self.maxDeferredRequests, state == .open {
-            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+            context?.channel.setOption(.autoRead, value: true).whenFailure { _ in }
         }
     }
 

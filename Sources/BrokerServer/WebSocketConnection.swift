@@ -35,8 +35,13 @@ final class WebSocketConnection: ChannelInboundHandler {
     let deflate: PerMessageDeflate.Agreement?
     let sessionID: String
     var state = State.open
-    private(set) var context: ChannelHandlerContext!
-    private var writer: ChannelHandlerContext!
+    /// This handler's context and the one it writes frames through (HeadWriter's), from
+    /// `handlerAdded` to `handlerRemoved`. Released there: the context holds the handler, so
+    /// keeping it would keep both alive after the channel is gone.
+    private(set) var context: ChannelHandlerContext?
+    private var writer: ChannelHandlerContext?
+    /// The channel's allocator, copied at `handlerAdded` (usable after removal).
+    private(set) var allocator = ByteBufferAllocator()
     private var assembler: MessageAssembler
     private var needsFlush = false
     /// The run of the shard's current batch this connection is owed, written at flush.
@@ -91,8 +96,10 @@ final class WebSocketConnection: ChannelInboundHandler {
         case replayHandOver
     }
 
-    var allocator: ByteBufferAllocator { context.channel.allocator }
-    var eventLoop: any EventLoop { context.eventLoop }
+    /// The connection's loop: its shard's (the server places a connection on its channel's loop).
+    var eventLoop: any EventLoop { shard.eventLoop }
+    /// False once the handler is gone.
+    var isWritable: Bool { context?.channel.isWritable ?? false }
 
     init(broker: Broker, shard: FanoutShard, mode: Mode, deflate: PerMessageDeflate.Agreement? = nil) {
         self.broker = broker
@@ -107,6 +114,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.allocator = context.channel.allocator
         self.lastInbound = context.eventLoop.now
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
@@ -126,24 +134,45 @@ final class WebSocketConnection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        leave()
+        context.fireChannelInactive()
+    }
+
+    /// Removed from the pipeline (NIO removes every handler when the channel closes): lets go of
+    /// the contexts, timers and everything queued, so nothing outlives the channel. A completion
+    /// that still reaches the connection afterwards (a journal ack in a loop's mailbox) finds it
+    /// closed and writes nothing.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        leave()
+        pendingBatch = nil
+        pendingReplies = nil
+        needsFlush = false
+        self.context = nil
+        self.writer = nil
+    }
+
+    /// Leaves the shard and ends every subscription and wait; once, whichever of channelInactive
+    /// and handlerRemoved comes first.
+    private func leave() {
+        guard shard.remove(self) else { return }
         let wasOpen = state == .open
         state = .closed
         closeTimer?.cancel()
+        closeTimer = nil
         slowConsumerTimer?.cancel()
+        slowConsumerTimer = nil
         for filter in filters { shard.unsubscribe(self, from: filter) }
         filters.removeAll()
         replay = nil
         resumption = nil
         deferredRequests.removeAll()
         heldBack.removeAll()
-        if shard.remove(self), deflate != nil {
-            broker.compressingConnections.wrappingDecrement(ordering: .relaxed)
-        }
+        heldBackBytes = 0
+        if deflate != nil { broker.compressingConnections.wrappingDecrement(ordering: .relaxed) }
         shard.counters.disconnected(disconnectReason ?? .reset)
         broker.logger.info("connection closed", metadata: [
             "session": "\(sessionID)", "clean": "\(!wasOpen)",
         ])
-        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -232,7 +261,7 @@ final class WebSocketConnection: ChannelInboundHandler {
             let code = echoed.readInteger(as: UInt16.self) ?? 1000
             state = .closed
             let frame = ServerFrame.close(code: code, reason: "", allocator: allocator)
-            let channel = context.channel
+            guard let writer, let channel = self.context?.channel else { return }
             writer.writeAndFlush(NIOAny(frame)).whenComplete { _ in channel.close(promise: nil) }
         default:
             break
@@ -243,6 +272,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Queues a complete frame; the shard flushes this connection at the end of the tick.
     func write(_ frame: ByteBuffer) {
+        guard let writer else { return }
         writePending()
         writer.write(NIOAny(frame), promise: nil)
         markNeedsFlush()
@@ -291,7 +321,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     func resumeWhenWritable(_ resumption: Resumption) {
         self.resumption = resumption
         flushIfNeeded()
-        if context.channel.isWritable { resumeIfWaiting() }
+        if isWritable { resumeIfWaiting() }
     }
 
     private func resumeIfWaiting() {
@@ -306,6 +336,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
+        guard let writer else { return }
         writePending()
         writer.flush()
         if slowConsumerTimer != nil, bufferedBytes > broker.configuration.maxOutboundBytes {
@@ -323,17 +354,18 @@ final class WebSocketConnection: ChannelInboundHandler {
     private func writePendingBatch() {
         guard let batch = pendingBatch else { return }
         pendingBatch = nil
-        writer.write(NIOAny(batch.slice(pendingRange)), promise: nil)
+        writer?.write(NIOAny(batch.slice(pendingRange)), promise: nil)
     }
 
     private func writePendingReplies() {
         guard let replies = pendingReplies else { return }
         pendingReplies = nil
-        writer.write(NIOAny(replies), promise: nil)
+        writer?.write(NIOAny(replies), promise: nil)
     }
 
     /// Queues one JSON reply built by `body`, with the tick's other replies.
     func sendControl(_ body: (inout ByteBuffer) -> Void) {
+        guard writer != nil else { return }
         writePendingBatch()
         if pendingReplies == nil { pendingReplies = allocator.buffer(capacity: 256) }
         ServerFrame.appendText(to: &pendingReplies!, body)
@@ -394,7 +426,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Bytes written to the channel and not yet taken by the kernel.
     private var bufferedBytes: Int {
-        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     private func closeSlowConsumer(because cause: String) {
@@ -421,7 +453,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         heldBackBytes = 0
         write(ServerFrame.close(code: code, reason: reason, allocator: allocator))
         flushIfNeeded()
-        let channel = context.channel
+        guard let channel = context?.channel else { return }
         closeTimer = eventLoop.scheduleTask(in: broker.configuration.closeTimeout) {
             channel.close(promise: nil)
         }
@@ -430,7 +462,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// Drops the TCP connection without further ado (end of a shutdown's grace period).
     func closeNow() {
         state = .closed
-        context.close(promise: nil)
+        context?.close(promise: nil)
     }
 
     /// Called by the shard's periodic sweep.
@@ -446,7 +478,7 @@ final class WebSocketConnection: ChannelInboundHandler {
             if now - sentAt >= timeout {
                 broker.logger.info("closing unresponsive connection", metadata: ["session": "\(sessionID)"])
                 close(code: 1001, reason: "ping timeout")
-                context.close(promise: nil)
+                context?.close(promise: nil)
             }
         } else if now - lastInbound >= interval {
             pingSentAt = now
