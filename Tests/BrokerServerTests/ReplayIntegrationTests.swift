@@ -16,10 +16,14 @@ import Testing
     static let messages = 100_000
     static let topics = 200
 
+    /// A journal that keeps every message (no topic reaches the retention limit): a message
+    /// pruned during a test would look like a gap in the replay.
     static func openJournal() throws -> SQLiteJournal {
         var logger = Logger(label: "test-journal")
         logger.logLevel = .warning
-        return try SQLiteJournal.open(directory: temporaryDirectory(), configuration: JournalConfiguration(), logger: logger)
+        var configuration = JournalConfiguration()
+        configuration.retention.maxMessagesPerTopic = 1_000_000
+        return try SQLiteJournal.open(directory: temporaryDirectory(), configuration: configuration, logger: logger)
     }
 
     /// Reads until the pong of a ping sent right after `subscribed` (the broker answers it after
@@ -80,7 +84,7 @@ import Testing
                 while sentAfterReplay < 3_000 {
                     if replayEnded.isSet { sentAfterReplay += 1 }
                     sent += 1
-                    try await publisher.sendText(#"{"op":"publish","topic":"replay/\#(sent % 7)","data":\#(sent),"retain":true}"#)
+                    try await publisher.sendText(#"{"op":"publish","topic":"replay/live/\#(sent % 7)","data":\#(sent),"retain":true}"#)
                 }
                 try await publisher.sendText(#"{"op":"publish","topic":"replay/last","data":0,"retain":true,"id":"last"}"#)
                 while true {
