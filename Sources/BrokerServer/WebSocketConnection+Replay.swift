@@ -45,13 +45,14 @@ extension WebSocketConnection {
         let shardIndex = shard.position
         // Through the outbox, behind every retained message the writer handed this loop first.
         broker.journal.snapshot { highWater in
-            outbox.complete(onShard: shardIndex, .run { connection.value.replaySnapshotTaken(highWater) })
+            outbox.complete(onShard: shardIndex, JournalCompletion(.replaySnapshot(connection), .success(highWater)))
         }
     }
 
-    private func replaySnapshotTaken(_ highWater: UInt64) {
+    /// The journal's high-water mark for this replay has reached the loop (a snapshot does not fail).
+    func replaySnapshotTaken(_ result: Result<UInt64?, JournalError>) {
         guard state == .open, var job = replay else { return }
-        job.upTo = highWater
+        job.upTo = (try? result.get()).flatMap { $0 } ?? 0
         replay = job
         guard job.recovered == nil, case .since(let since) = job.selection else {
             sendSubscribed(job)
