@@ -188,7 +188,7 @@ public final class BrokerServer: Sendable {
         for shard in broker.shards {
             shard.eventLoop.execute {
                 shard.stopKeepalive()
-                for connection in shard.connections { connection.close(code: 1001, reason: "going away") }
+                for connection in shard.connections { connection.close(.shutdown) }
             }
         }
         let deadline = NIODeadline.now() + configuration.shutdownGracePeriod

@@ -38,8 +38,7 @@ struct ReplayJob {
 ///    and, if another filter of the connection also matched, deliver the topic twice).
 extension WebSocketConnection {
     func startReplay(_ job: ReplayJob) {
-        guard state == .open else { return }
-        replay = job
+        guard lifecycle.startReplay(job) else { return }
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         let outbox = broker.outbox
         let shardIndex = shard.position
@@ -51,18 +50,16 @@ extension WebSocketConnection {
 
     /// The journal's high-water mark for this replay has reached the loop (a snapshot does not fail).
     func replaySnapshotTaken(_ result: Result<UInt64?, JournalError>) {
-        guard state == .open, var job = replay else { return }
-        job.upTo = (try? result.get()).flatMap { $0 } ?? 0
-        replay = job
+        lifecycle.updateReplay { $0.upTo = (try? result.get()).flatMap { $0 } ?? 0 }
+        guard let job = replay else { return }
         guard job.recovered == nil, case .since(let since) = job.selection else {
             sendSubscribed(job)
             readNextReplayPage()
             return
         }
         broker.journal.prunedAfter(since, filter: job.filter, on: eventLoop).assumeIsolated().whenComplete { result in
-            guard self.state == .open, var job = self.replay else { return }
-            job.recovered = (try? result.get()).map { !$0 } ?? false
-            self.replay = job
+            self.lifecycle.updateReplay { $0.recovered = (try? result.get()).map { !$0 } ?? false }
+            guard let job = self.replay else { return }
             self.sendSubscribed(job)
             self.readNextReplayPage()
         }
@@ -74,7 +71,7 @@ extension WebSocketConnection {
     }
 
     func readNextReplayPage() {
-        guard state == .open, let job = replay else { return }
+        guard let job = replay else { return }
         let query = ReplayQuery(
             filter: job.filter, selection: job.selection, after: job.cursor, upTo: job.upTo,
             limit: broker.configuration.replayPageSize)
@@ -84,7 +81,7 @@ extension WebSocketConnection {
     }
 
     private func replayPageRead(_ result: Result<ReplayPage, any Error>) {
-        guard state == .open, var job = replay else { return }
+        guard let job = replay else { return }
         switch result {
         case .failure(let error):
             broker.logger.error("replay failed", metadata: ["session": "\(sessionID)", "filter": "\(job.filter)", "error": "\(error)"])
@@ -95,16 +92,13 @@ extension WebSocketConnection {
                 writeData(OutboundMessage.encodeFrame(
                     topic: record.topic, payload: record.payload, isBinary: record.isBinary,
                     offset: record.offset, replay: true, allocator: allocator))
-                job.cursor = record.offset
             }
+            if let last = page.records.last { lifecycle.updateReplay { $0.cursor = last.offset } }
             shard.counters.replayedMessages &+= page.records.count
-            replay = job
-            if page.isLast || page.records.isEmpty {
-                finishReplay()
-            } else if isWritable {
-                readNextReplayPage()
-            } else {
-                resumeWhenWritable(.nextReplayPage)
+            switch lifecycle.pageWritten(isLast: page.isLast || page.records.isEmpty, writable: isWritable) {
+            case .readNextPage: readNextReplayPage()
+            case .awaitWritability: flushAndAwaitWritability()
+            case .finish: finishReplay()
             }
         }
     }
@@ -113,21 +107,22 @@ extension WebSocketConnection {
     /// replay left more than the send limit queued, the hand-over waits until it drains (live
     /// messages stay held back meanwhile, within the same limit).
     func finishReplay() {
-        guard let job = replay else { return }
-        if !isWritable {
-            resumeWhenWritable(.replayHandOver)
+        switch lifecycle.handOver(writable: isWritable) {
+        case .nothing:
             return
-        }
-        replay = nil
-        let held = heldBack
-        heldBack.removeAll()
-        heldBackBytes = 0
-        for message in held {
-            if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
-                continue  // the replay answered for it
+        case .awaitWritability:
+            flushAndAwaitWritability()
+        case .handOver(let job):
+            let held = heldBack
+            heldBack.removeAll()
+            heldBackBytes = 0
+            for message in held {
+                if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
+                    continue  // the replay answered for it
+                }
+                write(frame(of: message))
             }
-            write(frame(of: message))
+            serveDeferredRequests()
         }
-        serveDeferredRequests()
     }
 }

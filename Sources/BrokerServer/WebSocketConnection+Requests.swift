@@ -22,10 +22,10 @@ extension WebSocketConnection {
 
     /// Serves the requests a replay held back, until one of them starts another replay.
     func serveDeferredRequests() {
-        while replay == nil, state == .open, let next = deferredRequests.popFirst() {
+        while lifecycle.phase == .open, let next = deferredRequests.popFirst() {
             serve(next)
         }
-        if deferredRequests.count < Self.maxDeferredRequests, state == .open {
+        if deferredRequests.count < Self.maxDeferredRequests, lifecycle.isOpen {
             context?.channel.setOption(.autoRead, value: true).whenFailure { _ in }
         }
     }

@@ -20,13 +20,6 @@ final class WebSocketConnection: ChannelInboundHandler {
         case echo
     }
 
-    /// Lifecycle: `open` until either side starts the close handshake.
-    enum State {
-        case open
-        /// The broker sent its close frame and waits for the peer's (or the close timeout).
-        case closing
-        case closed
-    }
 
     let broker: Broker
     let shard: FanoutShard
@@ -34,7 +27,9 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// permessage-deflate, when the client offered it and the broker accepted.
     let deflate: PerMessageDeflate.Agreement?
     let sessionID: String
-    var state = State.open
+    /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
+    var lifecycle = ConnectionLifecycle()
+    var state: ConnectionLifecycle.Phase { lifecycle.phase }
     /// This handler's context and the one it writes frames through (HeadWriter's), from
     /// `handlerAdded` to `handlerRemoved`. Released there: the context holds the handler, so
     /// keeping it would keep both alive after the channel is gone.
@@ -57,7 +52,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// does not catch up in time.
     private var slowConsumerTimer: Scheduled<Void>?
     /// Why the connection is ending, once known (for metrics).
-    var disconnectReason: DisconnectReason?
+    var disconnectReason: DisconnectReason? { lifecycle.disconnectReason }
 
     // Fan-out bookkeeping, owned by the shard.
     var shardSlot = -1
@@ -78,23 +73,13 @@ final class WebSocketConnection: ChannelInboundHandler {
     var journalRequestsInFlight = 0
 
     /// The subscription whose retained messages are being replayed, if any.
-    var replay: ReplayJob?
+    var replay: ReplayJob? { lifecycle.replay }
     /// Requests that arrived during a replay; served in order once it ends, so that replies keep
     /// the order of requests (a `ping` after a `subscribe` is answered after its replay).
     var deferredRequests = Deque<Result<ControlRequest, RequestError>>()
     /// Live messages held back while a replay runs, and their size.
     var heldBack: [OutboundMessage] = []
     var heldBackBytes = 0
-    /// What runs once the channel is writable again (`resumeWhenWritable`).
-    private var resumption: Resumption?
-
-    /// Work that waits for the socket to drain.
-    enum Resumption {
-        /// The replay reads its next page.
-        case nextReplayPage
-        /// The replay hands over to live delivery.
-        case replayHandOver
-    }
 
     /// The connection's loop: its shard's (the server places a connection on its channel's loop).
     var eventLoop: any EventLoop { shard.eventLoop }
@@ -155,37 +140,35 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// and handlerRemoved comes first.
     private func leave() {
         guard shard.remove(self) else { return }
-        let wasOpen = state == .open
-        state = .closed
+        let wasOpen = lifecycle.isOpen
+        let reason = lifecycle.ended()
         closeTimer?.cancel()
         closeTimer = nil
         slowConsumerTimer?.cancel()
         slowConsumerTimer = nil
         for filter in filters { shard.unsubscribe(self, from: filter) }
         filters.removeAll()
-        replay = nil
-        resumption = nil
         deferredRequests.removeAll()
         heldBack.removeAll()
         heldBackBytes = 0
         if deflate != nil { broker.compressingConnections.wrappingDecrement(ordering: .relaxed) }
-        shard.counters.disconnected(disconnectReason ?? .reset)
+        shard.counters.disconnected(reason)
         broker.logger.info("connection closed", metadata: [
-            "session": "\(sessionID)", "clean": "\(!wasOpen)",
+            "session": "\(sessionID)", "clean": "\(!wasOpen)", "reason": "\(reason.rawValue)",
         ])
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         sawInbound = true
-        switch state {
+        switch lifecycle.phase {
         case .closed:
             return
         case .closing:
             // After our close frame only the peer's close matters.
-            if frame.opcode == .connectionClose { context.close(promise: nil) }
+            if frame.opcode == .connectionClose, lifecycle.peerClosed() == .dropConnection { context.close(promise: nil) }
             return
-        case .open:
+        case .open, .replaying, .draining:
             break
         }
         switch assembler.receive(frame) {
@@ -197,7 +180,7 @@ final class WebSocketConnection: ChannelInboundHandler {
             handleControl(opcode: opcode, payload: payload)
         case .fail(let code, let reason):
             broker.logger.debug("protocol violation", metadata: ["session": "\(sessionID)", "code": "\(code)", "reason": "\(reason)"])
-            close(code: code, reason: reason)
+            close(.violation(WebSocketErrorCode(codeNumber: Int(code)), reason))
         }
     }
 
@@ -215,8 +198,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? NIOWebSocketError {
             switch error {
-            case .invalidFrameLength: close(code: 1009, reason: "frame too big")
-            default: close(code: 1002, reason: "protocol error")
+            case .invalidFrameLength: close(.violation(.messageTooLarge, "frame too big"))
+            default: close(.violation(.protocolError, "protocol error"))
             }
             return
         }
@@ -235,7 +218,7 @@ final class WebSocketConnection: ChannelInboundHandler {
             opcode == .text
             ? ControlRequest.parseText(payload, limits: broker.requestLimits)
             : BinaryCodec.decodePublish(payload, limits: broker.requestLimits)
-        if replay == nil {
+        if lifecycle.phase == .open {
             serve(parsed)
         } else {
             deferRequest(parsed)
@@ -250,16 +233,18 @@ final class WebSocketConnection: ChannelInboundHandler {
             pingSentAt = nil
         case .connectionClose:
             if case .fail(let code, let reason) = CloseFrame.validate(payload) {
-                close(code: code, reason: reason)
+                close(.violation(WebSocketErrorCode(codeNumber: Int(code)), reason))
                 return
             }
+            guard lifecycle.peerClosed() == .echo else { return }
             // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written, behind what
             // this connection was already owed (no data frame may follow a close frame).
-            if disconnectReason == nil { disconnectReason = .clientClose }
+            heldBack.removeAll()
+            heldBackBytes = 0
+            deferredRequests.removeAll()
             writePending()
             var echoed = payload
-            let code = echoed.readInteger(as: UInt16.self) ?? 1000
-            state = .closed
+            let code = echoed.readInteger(as: UInt16.self) ?? UInt16(webSocketErrorCode: .normalClosure)
             let frame = ServerFrame.close(code: code, reason: "", allocator: allocator)
             guard let writer, let channel = self.context?.channel else { return }
             writer.writeAndFlush(NIOAny(frame)).whenComplete { _ in channel.close(promise: nil) }
@@ -311,25 +296,23 @@ final class WebSocketConnection: ChannelInboundHandler {
         return compressed
     }
 
-    /// Runs `resumption` once the channel is writable.
+    /// Flushes what is pending and goes on with the replay once the channel is writable.
     ///
-    /// What is pending is flushed now, whatever the shard's flush pacer would say: a connection
-    /// over its high-water mark has a full batch already, and nothing else would make room. The
-    /// wait is registered before that flush because NIO reports the channel writable again from
-    /// inside the flush when the peer reads fast (the kernel takes everything): a wait registered
+    /// The flush happens now, whatever the shard's flush pacer would say: a connection over its
+    /// high-water mark has a full batch already, and nothing else would make room. The lifecycle
+    /// records the wait before that flush because NIO reports the channel writable again from
+    /// inside the flush when the peer reads fast (the kernel takes everything): a wait recorded
     /// after it would miss the only event that ends it.
-    func resumeWhenWritable(_ resumption: Resumption) {
-        self.resumption = resumption
+    func flushAndAwaitWritability() {
         flushIfNeeded()
         if isWritable { resumeIfWaiting() }
     }
 
     private func resumeIfWaiting() {
-        guard state == .open, let resumption else { return }
-        self.resumption = nil
-        switch resumption {
-        case .nextReplayPage: readNextReplayPage()
-        case .replayHandOver: finishReplay()
+        switch lifecycle.writable() {
+        case .readNextPage: readNextReplayPage()
+        case .handOver: finishReplay()
+        case nil: break
         }
     }
 
@@ -382,8 +365,11 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// A message for this connection from the shard.
     func deliver(_ message: OutboundMessage) {
-        guard state == .open else { return }
-        if replay == nil {
+        switch lifecycle.phase {
+        case .closing, .closed: return
+        case .open, .replaying, .draining: break
+        }
+        if lifecycle.phase == .open {
             let compressed = takesCompressedFrame(of: message)
             let (batch, range) = shard.batchSlot(
                 topic: message.topic, frame: compressed ? message.compressedFrame! : message.frame, compressed: compressed)
@@ -416,7 +402,7 @@ final class WebSocketConnection: ChannelInboundHandler {
             let connection = NIOLoopBound(self, eventLoop: eventLoop)
             eventLoop.execute { connection.value.flushIfNeeded() }
         }
-        guard state == .open, slowConsumerTimer == nil else { return }
+        guard lifecycle.isOpen, slowConsumerTimer == nil else { return }
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         slowConsumerTimer = eventLoop.scheduleTask(in: broker.configuration.slowConsumerTimeout) {
             connection.value.slowConsumerTimer = nil
@@ -430,28 +416,24 @@ final class WebSocketConnection: ChannelInboundHandler {
     }
 
     private func closeSlowConsumer(because cause: String) {
-        guard state == .open else { return }
+        guard lifecycle.isOpen else { return }
         broker.logger.info("closing slow consumer", metadata: ["session": "\(sessionID)", "cause": "\(cause)"])
-        close(code: 1008, reason: "slow consumer")
+        close(.slowConsumer)
     }
 
     // MARK: Closing
 
     /// Starts the close handshake: the close frame is queued behind what is buffered, and the
     /// TCP connection is dropped if the peer has not answered within the close timeout.
-    func close(code: UInt16, reason: String) {
-        guard state == .open else { return }
-        state = .closing
+    func close(_ cause: CloseCause) {
+        guard lifecycle.close(cause) else { return }
         slowConsumerTimer?.cancel()
         slowConsumerTimer = nil
-        disconnectReason = DisconnectReason(closeCode: code, reason: reason)
-        if disconnectReason == .protocolError { shard.counters.protocolError("ws_\(code)") }
-        replay = nil
-        resumption = nil
+        if cause.disconnect == .protocolError { shard.counters.protocolError("ws_\(cause.codeNumber)") }
         deferredRequests.removeAll()
         heldBack.removeAll()
         heldBackBytes = 0
-        write(ServerFrame.close(code: code, reason: reason, allocator: allocator))
+        write(ServerFrame.close(code: cause.codeNumber, reason: cause.reason, allocator: allocator))
         flushIfNeeded()
         guard let channel = context?.channel else { return }
         closeTimer = eventLoop.scheduleTask(in: broker.configuration.closeTimeout) {
@@ -461,13 +443,12 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Drops the TCP connection without further ado (end of a shutdown's grace period).
     func closeNow() {
-        state = .closed
         context?.close(promise: nil)
     }
 
     /// Called by the shard's periodic sweep.
     func keepaliveSweep(now: NIODeadline, interval: TimeAmount, timeout: TimeAmount) {
-        guard state == .open else { return }
+        guard lifecycle.isOpen else { return }
         if sawInbound {
             sawInbound = false
             lastInbound = now
@@ -477,7 +458,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         if let sentAt = pingSentAt {
             if now - sentAt >= timeout {
                 broker.logger.info("closing unresponsive connection", metadata: ["session": "\(sessionID)"])
-                close(code: 1001, reason: "ping timeout")
+                close(.pingTimeout)
                 context?.close(promise: nil)
             }
         } else if now - lastInbound >= interval {
