@@ -22,13 +22,6 @@ import Testing
         var isReleased: Bool { handler == nil && context == nil && channel == nil }
     }
 
-    static func send(_ text: String, to channel: EmbeddedChannel) throws {
-        let key: WebSocketMaskingKey = [1, 2, 3, 4]
-        var data = ByteBuffer(string: text)
-        data.webSocketMask(key)
-        try channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: data))
-    }
-
     @Test func tenThousandClosedConnectionsLeaveNothingBehind() throws {
         let loop = EmbeddedEventLoop()
         let journal = MemoryJournal(epoch: "e1", execution: .inline)
@@ -42,15 +35,15 @@ import Testing
                 try channel.pipeline.syncOperations.addHandler(connection)
                 let context = try channel.pipeline.syncOperations.context(handler: connection)
                 references.append(Weak(connection, context, channel))
-                try Self.send(##"{"op":"subscribe","topic":"t/#","history":0}"##, to: channel)
+                try channel.sendClientText(##"{"op":"subscribe","topic":"t/#","history":0}"##)
                 // Every other connection leaves with a retained publish still being acknowledged:
                 // its completion reaches the loop after the channel is gone.
-                if index % 2 == 0 { try Self.send(#"{"op":"publish","topic":"t/x","data":1,"retain":true,"id":1}"#, to: channel) }
+                if index % 2 == 0 { try channel.sendClientText(#"{"op":"publish","topic":"t/x","data":1,"retain":true,"id":1}"#) }
                 loop.run()
                 while try channel.readOutbound(as: ByteBuffer.self) != nil {}
                 switch index % 3 {
                 case 0: _ = try? channel.finish()
-                case 1: try Self.send(#"{"op":"nope"}"#, to: channel); _ = try? channel.close().wait()
+                case 1: try channel.sendClientText(#"{"op":"nope"}"#); _ = try? channel.close().wait()
                 default: channel.pipeline.fireChannelInactive(); _ = try? channel.close().wait()
                 }
             }

@@ -16,27 +16,11 @@ import Testing
         let channel: EmbeddedChannel
         init(_ channel: EmbeddedChannel) { self.channel = channel }
 
-        func send(_ text: String) throws {
-            let key: WebSocketMaskingKey = [1, 2, 3, 4]
-            var data = ByteBuffer(string: text)
-            data.webSocketMask(key)
-            try channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: data))
-        }
+        func send(_ text: String) throws { try channel.sendClientText(text) }
 
         /// Text frames written since the last call.
         func texts() throws -> [String] {
-            var texts: [String] = []
-            while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
-                while buffer.readableBytes > 0 {
-                    let first = buffer.readInteger(as: UInt8.self)!
-                    var length = Int(buffer.readInteger(as: UInt8.self)! & 0x7F)
-                    if length == 126 { length = Int(buffer.readInteger(as: UInt16.self)!) }
-                    if length == 127 { length = Int(buffer.readInteger(as: UInt64.self)!) }
-                    let payload = buffer.readSlice(length: length)!
-                    if first & 0x0F == 0x1 { texts.append(String(buffer: payload)) }
-                }
-            }
-            return texts
+            try channel.readServerFrames().filter { $0.opcode == 0x1 }.map(\.text)
         }
     }
 

@@ -58,7 +58,7 @@ import Testing
         loop.advanceTime(by: .seconds(1))
         broker.shards[0].flushPacer.flushed(from: loop.now - .milliseconds(1), to: loop.now, bytesPerConnection: 100)
 
-        try sendText(##"{"op":"subscribe","topic":"t/#","since":0,"id":1}"##, to: channel)
+        try channel.sendClientText(##"{"op":"subscribe","topic":"t/#","since":0,"id":1}"##)
         // Bounded in steps of the loop's clock, not in wall time: a stalled replay stops making
         // progress and the loop ends with it.
         for _ in 0..<200 where reader.offsets.count < scenario.messages {
@@ -75,17 +75,10 @@ import Testing
         #expect(socket.writableAgainInsideFlush > 0)
         #expect(connection.state == .open)
         // The hand-over to live delivery happened: a live publish arrives after the replay.
-        try sendText(#"{"op":"publish","topic":"t/live","data":1}"#, to: channel)
+        try channel.sendClientText(#"{"op":"publish","topic":"t/live","data":1}"#)
         loop.advanceTime(by: .milliseconds(20))
         try reader.take(from: channel)
         #expect(reader.texts.last == #"{"op":"message","topic":"t/live","data":1}"#)
-    }
-
-    private func sendText(_ text: String, to channel: EmbeddedChannel) throws {
-        let key: WebSocketMaskingKey = [1, 2, 3, 4]
-        var data = ByteBuffer(string: text)
-        data.webSocketMask(key)
-        try channel.writeInbound(WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: data))
     }
 }
 
@@ -97,19 +90,11 @@ struct FrameReader {
     var offsets: [UInt64] = []
 
     mutating func take(from channel: EmbeddedChannel) throws {
-        while var buffer = try channel.readOutbound(as: ByteBuffer.self) {
-            while buffer.readableBytes > 0 {
-                let first = buffer.readInteger(as: UInt8.self)!
-                var length = Int(buffer.readInteger(as: UInt8.self)! & 0x7F)
-                if length == 126 { length = Int(buffer.readInteger(as: UInt16.self)!) }
-                if length == 127 { length = Int(buffer.readInteger(as: UInt64.self)!) }
-                let text = String(buffer: buffer.readSlice(length: length)!)
-                guard first & 0x0F == 0x1 else { continue }
-                if text.hasPrefix(#"{"op":"message""#), let offset = Self.offset(in: text) {
-                    offsets.append(offset)
-                } else {
-                    texts.append(text)
-                }
+        for frame in try channel.readServerFrames() where frame.opcode == 0x1 {
+            if frame.text.hasPrefix(#"{"op":"message""#), let offset = Self.offset(in: frame.text) {
+                offsets.append(offset)
+            } else {
+                texts.append(frame.text)
             }
         }
     }
