@@ -1,5 +1,5 @@
 import ArgumentParser
-import BrokerServer
+import BrokerSettings
 import Foundation
 
 struct Config: ParsableCommand {

@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerServer
 import Logging
 import NIOCore
 

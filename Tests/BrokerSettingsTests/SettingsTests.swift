@@ -3,7 +3,9 @@ import Foundation
 import Logging
 import Testing
 
-@testable import BrokerServer
+import BrokerServer
+
+@testable import BrokerSettings
 
 /// The settings table and its sources: precedence, files, `config check`, the generated docs.
 @Suite struct SettingsTests {
@@ -205,14 +207,5 @@ import Testing
             #expect(settings.server.maxBatchBytes == 4 << 20)
             #expect(settings.resolvedServer.tls?.privateKeyPath == "/etc/broker/key.pem")
         }
-    }
-
-    @Test func jsonLogLines() throws {
-        let line = JSONLogHandler.format(
-            level: .notice, message: "retained \"messages\" cleared", metadata: ["filter": "a/#", "count": "3"], label: "broker",
-            date: Date(timeIntervalSince1970: 1_700_000_000.25))
-        #expect(line == #"{"ts":"2023-11-14T22:13:20.250Z","level":"notice","label":"broker","msg":"retained \"messages\" cleared","count":"3","filter":"a/#"}"# + "\n")
-        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
-        #expect(object?["filter"] == "a/#")
     }
 }
