@@ -172,6 +172,100 @@ import BrokerServer
         ])
     }
 
+    /// Valid TOML that the hand-written reader before TOMLKit refused: an array over several
+    /// lines (with comments and a trailing comma), an inline table, a dotted key at the root, a
+    /// multi-line string, a hexadecimal integer and a \u escape.
+    @Test func tomlBeyondOneLineValues() throws {
+        let file = try write(
+            #"""
+            host = "0.0.0.0"
+            compression.level = 3                                  # a dotted key at the root
+            http = { max-batch-messages = 10, idle-timeout = 2.5 } # an inline table
+            echo-path = """
+            /echo"""
+            max-message-bytes = 0x8_0000
+            ws-path = "/w\u0073"
+
+            [retain]
+            max-messages = 1_500
+            override = [
+                "logs/#=10,60",   # logs: ten for a minute
+                'a/#=1',
+                "b/#=2,30",       # a trailing comma is allowed
+            ]
+
+            [auth]
+            client-tokens = [ "alpha",
+                              "beta" ]
+
+            [log]
+            format = "json"
+            """#, "broker.toml")
+        #expect(SettingsLoader.check(file).isEmpty, "\(SettingsLoader.check(file))")
+        let settings = try SettingsLoader.resolve(configFile: file, environment: [:], flags: [])
+        #expect(settings.server.host == "0.0.0.0")
+        #expect(settings.server.compressionLevel == 3)
+        #expect(settings.server.maxBatchMessages == 10)
+        #expect(settings.server.httpIdleTimeout == .milliseconds(2_500))
+        #expect(settings.server.echoPath == "/echo")
+        #expect(settings.server.maxMessageBytes == 524_288)
+        #expect(settings.server.webSocketPath == "/ws")
+        #expect(settings.journal.retention.maxMessagesPerTopic == 1_500)
+        #expect(settings.journal.retention.overrides.map(\.filter) == ["logs/#", "a/#", "b/#"])
+        #expect(settings.journal.retention.overrides[2].maxAge == .seconds(30))
+        #expect(settings.server.clientTokens == ["alpha", "beta"])
+        #expect(settings.logFormat == "json")
+    }
+
+    /// Problems in a TOML file name the line of their key, also after values that span lines
+    /// (TOMLKit keeps no positions; `TOMLKeyLines` finds them).
+    @Test func tomlProblemsNameTheirLines() throws {
+        let file = try write(
+            #"""
+            port = 1
+            [auth]
+            client-tokens = [
+              "x = 1",
+              """
+            not-a-key = 2
+            """,
+            ]
+            tokens = 3
+            [retain]
+            max-messages = -4
+            max-age = 1979-05-27
+            [http]
+            max-batch-messages = [1, 2]
+            """#, "lines.toml")
+        let problems = SettingsLoader.check(file)
+        #expect(problems.map { "\($0.source ?? ""): \($0.key)" } == [
+            "\(file):9: auth.tokens", "\(file):11: retain.max-messages", "\(file):12: retain.max-age",
+            "\(file):14: http.max-batch-messages",
+        ])
+        #expect(problems[0].message.contains("unknown key"))
+        #expect(problems[1].message.contains("at least 1"))
+        #expect(problems[2].message == "expected a value, got a date")
+        #expect(problems[3].message.contains("single value"))
+
+        // A file that is not TOML: the line (and column) TOMLKit reports, and what is wrong.
+        let unterminated = try write("port = 1\noverride = [\"a/#=1\",\nhost = \"x\"\n", "unterminated.toml")
+        let syntax = try #require(SettingsLoader.check(unterminated).first)
+        #expect(syntax.message.hasPrefix("not valid TOML: "))
+        #expect(syntax.message.contains("column"))
+        #expect(syntax.source?.hasPrefix("\(unterminated):") == true)
+        #expect(syntax.source != unterminated)
+        let duplicate = try write("port = 1\nhost = \"a\"\nport = 2\n", "duplicate.toml")
+        let redefined = try #require(SettingsLoader.check(duplicate).first)
+        #expect(redefined.source == "\(duplicate):3")
+        #expect(redefined.message.hasPrefix("not valid TOML: "))
+        do {
+            _ = try SettingsLoader.resolve(configFile: duplicate, environment: [:], flags: [])
+            Issue.record("a TOML file with a key defined twice was accepted")
+        } catch let error as SettingError {
+            #expect(error.description.hasPrefix("\(duplicate):3: config: not valid TOML: "))
+        }
+    }
+
     @Test func showPrintsTheEffectiveSettings() throws {
         var settings = BrokerSettings()
         try SettingsLoader.apply(try SettingsLoader.fromFlags(["--port", "9", "--retain-override", "a/#=1,5"]), to: &settings)
