@@ -55,7 +55,13 @@ public enum SettingsReference {
 
             Values: seconds may have fractions (`0.5`); byte counts take a `KiB`, `MiB` or `GiB`
             suffix (`4MiB`); booleans are `true`/`false`. A list is a sequence in YAML, an array in
-            TOML, a repeated flag, or a space-separated environment variable.
+            TOML (on one line or several), a repeated flag, or an environment variable with its
+            elements separated by commas: `BROKER_AUTH_CLIENT_TOKENS=alpha,beta` (spaces separate
+            too, so `alpha, beta` and `alpha beta` are the same two tokens). An element can hold
+            neither a comma nor a space there; a file or repeated flags can. The one exception is
+            the comma inside a `retain.override` element (`FILTER=MESSAGES,AGE_SECONDS`): the age
+            stays with its element, so `BROKER_RETAIN_OVERRIDE=logs/#=100,3600,tmp/#=1` is two
+            overrides.
 
             ## Settings
 

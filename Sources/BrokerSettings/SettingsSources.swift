@@ -64,8 +64,6 @@ public enum SettingsLoader {
 
     static func value(of assignment: SettingAssignment, for key: SettingKey) throws(SettingProblem) -> SettingValue {
         switch (assignment.raw, key.kind) {
-        case (.text(let text), .list):
-            return .list(text.split(whereSeparator: \.isWhitespace).map(String.init))
         case (.text(let text), _):
             return try key.parse(text)
         case (.elements(let elements), .list):

@@ -266,6 +266,34 @@ import BrokerServer
         }
     }
 
+    /// A list in an environment variable: commas separate elements (as docs/configuration.md
+    /// says), whitespace too; a `retain.override` element keeps the comma before its age.
+    @Test func environmentListsAreCommaSeparated() throws {
+        let resolve = { (variables: [String: String]) in
+            try SettingsLoader.resolve(configFile: nil, environment: variables, flags: [])
+        }
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": "alpha,beta"]).server.clientTokens == ["alpha", "beta"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": " alpha, beta ,gamma "]).server.clientTokens == ["alpha", "beta", "gamma"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": "alpha beta"]).server.clientTokens == ["alpha", "beta"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": "alpha,,beta,"]).server.clientTokens == ["alpha", "beta"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": ""]).server.clientTokens == [])
+
+        let overrides = try resolve(["BROKER_RETAIN_OVERRIDE": "logs/#=100,3600,tmp/#=1,metrics/#=5, 60"])
+            .journal.retention.overrides
+        #expect(overrides.map(\.filter) == ["logs/#", "tmp/#", "metrics/#"])
+        #expect(overrides.map(\.maxMessagesPerTopic) == [100, 1, 5])
+        #expect(overrides.map(\.maxAge) == [.seconds(3600), nil, .seconds(60)])
+        #expect(try resolve(["BROKER_RETAIN_OVERRIDE": "logs/#=100,3600 tmp/#=1"]).journal.retention.overrides.count == 2)
+        // An age with no override before it is an error, not a silent drop.
+        #expect(throws: SettingError.self) { try resolve(["BROKER_RETAIN_OVERRIDE": "3600,logs/#=1"]) }
+
+        // The same rule for a single string where a file expects a list.
+        let file = try write("auth:\n  client-tokens: alpha,beta\n", "tokens.yaml")
+        #expect(try SettingsLoader.resolve(configFile: file, environment: [:], flags: []).server.clientTokens == ["alpha", "beta"])
+        // And what the generated reference says.
+        #expect(SettingsReference.markdown().contains("`BROKER_AUTH_CLIENT_TOKENS=alpha,beta`"))
+    }
+
     @Test func showPrintsTheEffectiveSettings() throws {
         var settings = BrokerSettings()
         try SettingsLoader.apply(try SettingsLoader.fromFlags(["--port", "9", "--retain-override", "a/#=1,5"]), to: &settings)
