@@ -44,6 +44,9 @@ public struct SettingKey: Sendable {
     public let help: String
     /// Placeholder for the value in `--help` and the docs.
     public let valueName: String
+    /// Whether the value is a credential (an API key, tokens): `broker config show` prints
+    /// `<redacted>` instead of it.
+    public let isSecret: Bool
     /// For a list whose elements contain a comma of their own: whether a piece between
     /// separators continues the element before it (`retain.override`'s `FILTER=N,AGE`).
     let continuesElement: (@Sendable (Substring) -> Bool)?
@@ -62,13 +65,14 @@ public struct SettingKey: Sendable {
     public var defaultValue: String { read(BrokerSettings()) }
 
     init(
-        _ name: String, _ kind: Kind, valueName: String? = nil,
+        _ name: String, _ kind: Kind, valueName: String? = nil, secret: Bool = false,
         continuesElement: (@Sendable (Substring) -> Bool)? = nil, help: String,
         apply: @escaping @Sendable (inout BrokerSettings, SettingValue) throws(SettingProblem) -> Void,
         read: @escaping @Sendable (BrokerSettings) -> String
     ) {
         self.name = name
         self.kind = kind
+        self.isSecret = secret
         self.continuesElement = continuesElement
         self.help = help
         self.apply = apply
@@ -322,11 +326,11 @@ extension SettingKey {
 
         // Authentication
         SettingKey(
-            "auth.api-key", .string, valueName: "key",
+            "auth.api-key", .string, valueName: "key", secret: true,
             help: "API key required on /api/* and /metrics (Authorization: Bearer KEY or X-API-Key: KEY); open when empty. Prefer the environment variable to a flag (flags show in ps).",
             apply: { $0.server.apiKey = string($1).isEmpty ? nil : string($1) }, read: { $0.server.apiKey ?? "" }),
         SettingKey(
-            "auth.client-tokens", .list, valueName: "token",
+            "auth.client-tokens", .list, valueName: "token", secret: true,
             help: "Tokens accepted on WebSocket upgrades (Authorization: Bearer TOKEN or ?token=TOKEN; the API key is accepted too); open when empty.",
             apply: { $0.server.clientTokens = list($1) }, read: { $0.server.clientTokens.joined(separator: "\n") }),
 

@@ -136,14 +136,20 @@ public enum SettingsReference {
             - `broker config check FILE` — validates a file; prints `FILE: ok` and exits 0, or one
               line per problem (`FILE:LINE: KEY: what is wrong`) and exits 78.
             - `broker config show [--config FILE]` — the settings the broker would run with (after
-              flags, environment and file), as YAML.
+              flags, environment and file), as YAML. Secrets (`auth.api-key`, each of
+              `auth.client-tokens`) are printed as `<redacted>`.
             - `broker config reference` — this page.
 
             """
         return out
     }
 
-    /// The effective settings as YAML (for `broker config show`).
+    /// What `broker config show` prints in place of a secret.
+    public static let redacted = "<redacted>"
+
+    /// The effective settings as YAML (for `broker config show`). Secrets (`SettingKey.isSecret`)
+    /// are never printed: a secret that is set shows as `<redacted>` (each element of a list), an
+    /// unset one as empty, so the output tells whether one is set and how many tokens there are.
     public static func yaml(_ settings: BrokerSettings) -> String {
         var out = ""
         var section = ""
@@ -153,9 +159,10 @@ public enum SettingsReference {
             let rendered: String
             if case .list = key.kind {
                 // List settings read as one element per line.
-                rendered = "[" + value.split(separator: "\n").map { quote(String($0)) }.joined(separator: ", ") + "]"
+                let elements = value.split(separator: "\n").map { key.isSecret ? redacted : String($0) }
+                rendered = "[" + elements.map(quote).joined(separator: ", ") + "]"
             } else {
-                rendered = quote(value)
+                rendered = quote(key.isSecret && !value.isEmpty ? redacted : value)
             }
             if parts.count == 2 {
                 if section != parts[0] {

@@ -294,6 +294,29 @@ import BrokerServer
         #expect(SettingsReference.markdown().contains("`BROKER_AUTH_CLIENT_TOKENS=alpha,beta`"))
     }
 
+    /// `broker config show` prints no credential: the API key and each client token show as
+    /// `<redacted>`; unset ones as empty, so the output still tells what is set.
+    @Test func showRedactsSecrets() throws {
+        let settings = try SettingsLoader.resolve(
+            configFile: nil,
+            environment: ["BROKER_AUTH_API_KEY": "s3cret-api-key", "BROKER_AUTH_CLIENT_TOKENS": "tok-one,tok-two"],
+            flags: SettingsLoader.fromFlags(["--port", "9"]))
+        let yaml = SettingsReference.yaml(settings)
+        #expect(!yaml.contains("s3cret"))
+        #expect(!yaml.contains("tok-"))
+        #expect(yaml.contains("auth:\n  api-key: \"<redacted>\"\n  client-tokens: [\"<redacted>\", \"<redacted>\"]\n"))
+        #expect(yaml.contains("port: \"9\"\n"))  // everything else as it is
+
+        let unset = SettingsReference.yaml(BrokerSettings())
+        #expect(unset.contains("auth:\n  api-key: \"\"\n  client-tokens: []\n"))
+
+        // Every setting that names a credential is marked secret, and only those.
+        let secretLike = ["api-key", "token", "secret", "password", "passphrase"]
+        for key in SettingKey.all {
+            #expect(key.isSecret == secretLike.contains { key.name.contains($0) }, "\(key.name)")
+        }
+    }
+
     @Test func showPrintsTheEffectiveSettings() throws {
         var settings = BrokerSettings()
         try SettingsLoader.apply(try SettingsLoader.fromFlags(["--port", "9", "--retain-override", "a/#=1,5"]), to: &settings)
