@@ -1,6 +1,8 @@
 import ArgumentParser
 import BrokerJournal
+import BrokerRuntime
 import BrokerServer
+import BrokerSettings
 import Foundation
 import Logging
 import Metrics

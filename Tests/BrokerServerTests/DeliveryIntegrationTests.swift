@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerRuntime
 import BrokerTestSupport
 import Foundation
 import NIOCore

@@ -110,6 +110,19 @@ import Glibc
         #expect(ok.stdout == "\(good): ok\n")
     }
 
+    /// The executable's `config show`: the effective settings, with no secret in them.
+    @Test func configShowRedactsSecrets() async throws {
+        let show = try ChildProcess(
+            "broker", ["config", "show", "--port", "9", "--auth-api-key", "flag-secret"],
+            environment: ["BROKER_AUTH_CLIENT_TOKENS": "env-token-1,env-token-2"])
+        #expect(try await show.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(show.stdout.contains("port: \"9\"\n"))
+        #expect(show.stdout.contains("  api-key: \"<redacted>\"\n"))
+        #expect(show.stdout.contains("  client-tokens: [\"<redacted>\", \"<redacted>\"]\n"))
+        #expect(!show.stdout.contains("flag-secret") && !show.stdout.contains("env-token"))
+        #expect(!show.stderr.contains("flag-secret") && !show.stderr.contains("env-token"))
+    }
+
     @Test func startsFromEnvironmentAloneWithJSONLogs() async throws {
         let data = temporaryDirectory("broker-lifecycle")
         defer { removeDirectory(data) }
