@@ -26,6 +26,8 @@ let package = Package(
         .library(name: "BrokerClient", targets: ["BrokerClient"]),
         .library(name: "BrokerServer", targets: ["BrokerServer"]),
         .library(name: "BrokerProtocol", targets: ["BrokerProtocol"]),
+        // The settings table and its loaders; Fuzz/ (a package of its own) fuzzes them through it.
+        .library(name: "BrokerSettings", targets: ["BrokerSettings"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -40,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         // Microbenchmarks (Benchmarks/). The MallocInterposer trait gives malloc counts without
         // jemalloc; it adds only malloc-interposer, TextTable, hdrhistogram-swift, swift-numerics
         // and swift-system to the tree.
@@ -69,7 +72,9 @@ let package = Package(
             ],
             swiftSettings: serverSide
         ),
-        // The server engine: listener, WebSocket connection, subscription index, fan-out.
+        // The server engine: listener, WebSocket connection, subscription index, fan-out. What a
+        // Swift service embeds: configured with a plain `BrokerConfiguration`, no files, flags or
+        // process-wide state (logging, metrics backend, rlimits) of its own.
         .target(
             name: "BrokerServer",
             dependencies: [
@@ -86,10 +91,40 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
-                // Configuration files: YAML with line marks for `broker config check`.
-                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: serverSide
+        ),
+        // The broker's settings: the one table (`SettingKey.all`) from which the YAML/TOML files,
+        // BROKER_* variables, flags, `--help`, `broker config check/show` and
+        // docs/configuration.md are made, resolved into a `BrokerConfiguration` and a
+        // `JournalConfiguration`.
+        .target(
+            name: "BrokerSettings",
+            dependencies: [
+                "BrokerServer",
+                "BrokerJournal",
+                "BrokerProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                // Configuration files: YAML with line marks for `broker config check`, and TOML.
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strict
+        ),
+        // What running the broker as a process takes besides the engine: JSON log lines, the
+        // `# HELP` texts of the Prometheus exposition, the open-file limit. Used by the `broker`
+        // executable and the in-process test broker.
+        .target(
+            name: "BrokerRuntime",
+            dependencies: [
+                "BrokerServer",
+                "BrokerProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
         ),
         // The async/await client library Swift services embed.
         .target(
@@ -110,6 +145,8 @@ let package = Package(
             name: "broker",
             dependencies: [
                 "BrokerServer",
+                "BrokerSettings",
+                "BrokerRuntime",
                 "BrokerJournal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -149,8 +186,8 @@ let package = Package(
             name: "BrokerTestSupport",
             dependencies: [
                 "BrokerServer",
+                "BrokerRuntime",
                 "BrokerJournal",
-                "BrokerProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -173,6 +210,7 @@ let package = Package(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerServer",
+                "BrokerRuntime",
                 "BrokerJournal",
                 "BrokerProtocol",
                 "BrokerTestSupport",
@@ -182,6 +220,27 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BrokerSettingsTests",
+            dependencies: [
+                "BrokerSettings",
+                "BrokerServer",
+                "BrokerJournal",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BrokerRuntimeTests",
+            dependencies: [
+                "BrokerRuntime",
+                "BrokerServer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict

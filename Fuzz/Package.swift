@@ -22,7 +22,7 @@ let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
         .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
     ]),
-    ("FuzzSettings", [broker("BrokerServer")]),
+    ("FuzzSettings", [broker("BrokerSettings"), broker("BrokerServer")]),
 ]
 
 let package = Package(

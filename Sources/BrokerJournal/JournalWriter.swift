@@ -23,6 +23,8 @@ final class JournalWriter: @unchecked Sendable {
         case append(any JournalAppendRequest)
         case snapshot(@Sendable (UInt64) -> Void)
         case clear(String, @Sendable (Result<Int, JournalError>) -> Void)
+        /// Retention applied now, at this place in the queue: passes until one has no more to do.
+        case applyRetention(@Sendable () -> Void)
     }
 
     private let condition = NSCondition()
@@ -129,10 +131,15 @@ final class JournalWriter: @unchecked Sendable {
             if case .clear(let filter, let completion) = requests[start] {
                 completion(clear(filter))
                 start += 1
+            } else if case .applyRetention(let completion) = requests[start] {
+                while runRetentionPass().hasMore {}
+                completion()
+                start += 1
             } else {
                 var end = start, appends = 0
                 while end < requests.count {
                     if case .clear = requests[end] { break }
+                    if case .applyRetention = requests[end] { break }
                     if case .append = requests[end] {
                         if appends == configuration.maxBatchSize { break }
                         appends += 1
@@ -231,7 +238,7 @@ final class JournalWriter: @unchecked Sendable {
                 }
             case .snapshot(let completion):
                 completion(offset)
-            case .clear:
+            case .clear, .applyRetention:
                 break
             }
         }
@@ -298,8 +305,13 @@ final class JournalWriter: @unchecked Sendable {
 
     /// Runs a retention pass if its time has come.
     private func pruneIfDue() {
-        let now = ContinuousClock.now
-        guard now >= nextPrune else { return }
+        guard ContinuousClock.now >= nextPrune else { return }
+        runRetentionPass()
+    }
+
+    /// Runs one bounded retention pass and schedules the next.
+    @discardableResult
+    private func runRetentionPass() -> Pruner.Report {
         var next = meta
         var report = Pruner.Report()
         do {
@@ -323,6 +335,7 @@ final class JournalWriter: @unchecked Sendable {
             ])
         }
         nextPrune = ContinuousClock.now + (report.hasMore ? .milliseconds(5) : configuration.pruneInterval)
+        return report
     }
 
     private static func fail(_ request: Request, _ error: JournalError, lastOffset: UInt64) {
@@ -330,6 +343,7 @@ final class JournalWriter: @unchecked Sendable {
         case .append(let append): append.completed(.failure(error))
         case .snapshot(let completion): completion(lastOffset)
         case .clear(_, let completion): completion(.failure(error))
+        case .applyRetention(let completion): completion()
         }
     }
 }

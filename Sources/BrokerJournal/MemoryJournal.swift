@@ -5,14 +5,25 @@ import NIOCore
 /// An in-memory `Journal` for tests of the server, with the same ordering contract as
 /// `SQLiteJournal`.
 ///
-/// Every operation runs on one serial dispatch queue that owns all state: appends get their
+/// Every operation runs serially on one `Execution` that owns all state: appends get their
 /// offsets and complete in submission order, a snapshot completes after every append submitted
-/// before it, and reads complete their futures on the event loop given. Retention applies only
-/// `maxMessagesPerTopic` (with per-filter overrides), at each append. Nothing survives the process.
+/// before it, and reads complete their futures on the event loop given, in a later task.
+/// Retention applies only `maxMessagesPerTopic` (with per-filter overrides), at each append.
+/// Nothing survives the process.
 public final class MemoryJournal: Journal, @unchecked Sendable {
+    /// Where the journal's work runs.
+    public enum Execution: Sendable {
+        /// On a serial dispatch queue of its own, as SQLiteJournal's work runs on its writer.
+        case serialQueue
+        /// On the caller's thread, before the call returns (work requested by running work runs
+        /// right after it): for tests on an EmbeddedEventLoop, which must not be touched from
+        /// another thread, and for tests that want a commit to complete synchronously.
+        case inline
+    }
+
     public let epoch: String
 
-    private let queue = DispatchQueue(label: "broker-memory-journal")
+    private let queue: SerialWork
     private let retention: RetentionPolicy
     private let clock: @Sendable () -> Int64
 
@@ -33,8 +44,10 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     public init(
         retention: RetentionPolicy = RetentionPolicy(),
         epoch: String? = nil,
-        clock: @escaping @Sendable () -> Int64 = JournalConfiguration.systemClock
+        clock: @escaping @Sendable () -> Int64 = JournalConfiguration.systemClock,
+        execution: Execution = .serialQueue
     ) {
+        self.queue = SerialWork(execution)
         self.retention = retention
         self.epoch = epoch ?? Schema.makeEpoch()
         self.clock = clock
@@ -70,7 +83,7 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     }
 
     public func onCompletionRunEnded(_ handler: @escaping @Sendable () -> Void) {
-        queue.sync { completionRunEnded = handler }
+        queue.sync { [self] in completionRunEnded = handler }
     }
 
     public func replayPage(_ query: ReplayQuery, on eventLoop: any EventLoop) -> EventLoopFuture<ReplayPage> {
@@ -140,12 +153,56 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
     private func run<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable () -> T) -> EventLoopFuture<T> {
         let promise = eventLoop.makePromise(of: T.self)
         queue.async { [self] in
-            if isClosed {
-                promise.fail(JournalError.closed)
-            } else {
-                promise.succeed(body())
-            }
+            let result: Result<T, any Error> = isClosed ? .failure(JournalError.closed) : .success(body())
+            // A later task of the loop, as a read on another thread would complete.
+            eventLoop.execute { promise.completeWith(result) }
         }
         return promise.futureResult
+    }
+}
+
+/// Runs closures one at a time, in the order submitted: on a dispatch queue, or inline on the
+/// submitting thread (a closure submitted while one runs is queued and run by the thread that is
+/// already running them).
+private final class SerialWork: Sendable {
+    private struct Inline {
+        var jobs: [@Sendable () -> Void] = []
+        var running = false
+    }
+
+    private let queue: DispatchQueue?
+    private let inline = Locked(Inline())
+
+    init(_ execution: MemoryJournal.Execution) {
+        switch execution {
+        case .serialQueue: queue = DispatchQueue(label: "broker-memory-journal")
+        case .inline: queue = nil
+        }
+    }
+
+    func async(_ job: @escaping @Sendable () -> Void) {
+        if let queue { return queue.async(execute: job) }
+        let mustRun = inline.withLock { state -> Bool in
+            state.jobs.append(job)
+            if state.running { return false }
+            state.running = true
+            return true
+        }
+        guard mustRun else { return }
+        while let next = inline.withLock({ state -> (@Sendable () -> Void)? in
+            if state.jobs.isEmpty {
+                state.running = false
+                return nil
+            }
+            return state.jobs.removeFirst()
+        }) {
+            next()
+        }
+    }
+
+    /// Runs `job` before returning, unless called from a running job (then it runs after it).
+    func sync(_ job: @escaping @Sendable () -> Void) {
+        if let queue { return queue.sync(execute: job) }
+        async(job)
     }
 }

@@ -112,6 +112,20 @@ public final class SQLiteJournal: Journal {
         return promise.futureResult
     }
 
+    /// Applies retention now, behind every request submitted before: runs retention passes on the
+    /// writer until one has nothing more to remove, then calls `completion` (on the writer
+    /// thread). Background passes keep their own schedule. For tests, which need retention to
+    /// have run at a known point instead of waiting for the background passes.
+    package func applyRetention(completion: @escaping @Sendable () -> Void) {
+        writer.submit(.applyRetention(completion))
+    }
+
+    package func applyRetention() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            applyRetention { done.resume() }
+        }
+    }
+
     public func stats(on eventLoop: any EventLoop) -> EventLoopFuture<JournalStats> {
         read(on: eventLoop, JournalQueries.stats)
     }

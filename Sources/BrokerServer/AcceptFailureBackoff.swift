@@ -37,7 +37,7 @@ final class AcceptFailureBackoff: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         if let lastLogged, now - lastLogged < logInterval {
             suppressed += 1
         } else {

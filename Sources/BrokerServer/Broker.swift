@@ -20,8 +20,6 @@ final class Broker: Sendable {
     /// Open connections that negotiated permessage-deflate: publishes are compressed only while
     /// there is at least one.
     let compressingConnections = ManagedAtomic<Int>(0)
-    /// Compresses the frames built on the journal writer thread (retained publishes).
-    private let writerCompressor: NIOLockedValueBox<FrameCompressor?>
     private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
     init(
@@ -39,8 +37,9 @@ final class Broker: Sendable {
             FanoutShard(
                 eventLoop: $1, position: $0, compressor: makeCompressor(), maxFlushDelay: configuration.maxFlushDelay)
         }
-        self.writerCompressor = NIOLockedValueBox(makeCompressor())
-        let outbox = JournalOutbox(mailboxes: shards.map(\.mailbox))
+        let outbox = JournalOutbox(
+            mailboxes: shards.map(\.mailbox), metrics: metrics, compressingConnections: compressingConnections,
+            compressor: makeCompressor())
         self.outbox = outbox
         journal.onCompletionRunEnded { outbox.post() }
         self.logger = logger
@@ -58,12 +57,6 @@ final class Broker: Sendable {
         compressingConnections.load(ordering: .relaxed) > 0 ? shard.compressor : nil
     }
 
-    /// Builds a message on the journal writer thread, compressed when some connection needs it.
-    func makeMessageOnWriter(_ build: (FrameCompressor?) -> OutboundMessage) -> OutboundMessage {
-        guard compressingConnections.load(ordering: .relaxed) > 0 else { return build(nil) }
-        return writerCompressor.withLockedValue { build($0) }
-    }
-
     func nextSessionID() -> String {
         let number = sessionCounter.withLockedValue { value -> UInt64 in
             value += 1
@@ -74,22 +67,17 @@ final class Broker: Sendable {
 
     let startedAt = NIODeadline.now()
 
-    /// Hands `message` to every shard from a journal completion, through the outbox (one post
-    /// per loop per group commit). Called in offset order, so every loop receives retained
-    /// messages in offset order.
-    func fanOutFromWriter(_ message: OutboundMessage) {
-        outbox.deliverEverywhere(message)
-    }
-
-    /// Hands `message` to every shard from an event loop: directly to the caller's own loop,
+    /// Hands `message` to every shard from the loop of shard `origin`: directly to that shard,
     /// through the mailbox of each other loop. Every cross-loop hand-off (from loops and from the
     /// writer) goes through the same per-loop mailbox, which is what keeps one publisher's
     /// messages in order: a mailbox runs its items in the order they were posted. (Separate
     /// `execute` tasks would not mix safely with mailbox posts: a post can join a drain task
-    /// enqueued before them.)
-    func fanOut(_ message: OutboundMessage) {
+    /// enqueued before them.) The origin is named rather than found with `inEventLoop`, which
+    /// cannot tell apart loops that share a thread (embedded loops in tests).
+    func fanOut(_ message: OutboundMessage, from origin: FanoutShard) {
+        origin.eventLoop.assertInEventLoop()
         for shard in shards {
-            if shard.eventLoop.inEventLoop {
+            if shard === origin {
                 shard.deliver(message)
             } else {
                 shard.mailbox.post(.deliver(message))

@@ -188,7 +188,7 @@ public final class BrokerServer: Sendable {
         for shard in broker.shards {
             shard.eventLoop.execute {
                 shard.stopKeepalive()
-                for connection in shard.connections { connection.close(code: 1001, reason: "going away") }
+                for connection in shard.connections { connection.close(.shutdown) }
             }
         }
         let deadline = NIODeadline.now() + configuration.shutdownGracePeriod
@@ -202,6 +202,18 @@ public final class BrokerServer: Sendable {
         }
         broker.logger.info("listener stopped")
         if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    /// Connections open now and connections closed since start, across all event loops.
+    public func connectionCounts() async -> (open: Int, closed: Int) {
+        var open = 0
+        var closed = 0
+        for shard in broker.shards {
+            let counts = try? await shard.eventLoop.submit { (shard.connections.count, shard.counters.disconnects.reduce(0, +)) }.get()
+            open += counts?.0 ?? 0
+            closed += counts?.1 ?? 0
+        }
+        return (open, closed)
     }
 
     /// Connections currently open, across all event loops.

@@ -169,7 +169,9 @@ final class FanoutShard: @unchecked Sendable {
     func startKeepalive(interval: TimeAmount, timeout: TimeAmount) {
         let sweepEvery = TimeAmount.nanoseconds(max(min(interval.nanoseconds, timeout.nanoseconds) / 2, 10_000_000))
         keepaliveTask = eventLoop.scheduleRepeatedTask(initialDelay: sweepEvery, delay: sweepEvery) { _ in
-            let now = NIODeadline.now()
+            // The loop's clock, not the system's: the same on a real loop, and an embedded loop's
+            // advanced time in tests.
+            let now = self.eventLoop.now
             for connection in self.connections {
                 connection.keepaliveSweep(now: now, interval: interval, timeout: timeout)
             }

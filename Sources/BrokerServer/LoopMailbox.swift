@@ -11,14 +11,11 @@ import NIOCore
 /// may overtake tasks enqueued on the loop in between: cross-loop work whose order matters must
 /// all go through the mailbox.
 final class LoopMailbox: Sendable {
+    /// The two things that cross to a loop: a message for its subscribers, and the answer to a
+    /// request that went through the journal writer.
     enum Item: Sendable {
         case deliver(OutboundMessage)
-        /// A publish that went through the journal writer is done (an item, not a closure: one
-        /// fewer allocation per retained publish).
-        case journalRequestCompleted(NIOLoopBound<WebSocketConnection>, RequestID?, Result<UInt64?, JournalError>)
-        /// A retained publish is committed (or failed); released here, on its own loop.
-        case retainedPublished(RetainedPublication, Result<UInt64, JournalError>)
-        case run(@Sendable () -> Void)
+        case completed(JournalCompletion)
     }
 
     private struct State {
@@ -76,11 +73,7 @@ final class LoopMailbox: Sendable {
         for item in batch {
             switch item {
             case .deliver(let message): deliver(message)
-            case .journalRequestCompleted(let connection, let id, let result):
-                connection.value.journalRequestCompleted(result, id: id)
-            case .retainedPublished(let publication, let result):
-                publication.acknowledge(result)
-            case .run(let body): body()
+            case .completed(let completion): completion.answer()
             }
         }
         batch.removeAll(keepingCapacity: true)

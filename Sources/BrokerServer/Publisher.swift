@@ -9,18 +9,23 @@ import NIOCore
 ///
 /// Topic validation and size limits happen before (they differ in how an error is answered).
 extension Broker {
-    /// Appends a retained message; the publication fans it out once committed and then answers
-    /// its requester on the requester's loop (RetainedPublication.swift).
-    func publishRetained(_ publication: RetainedPublication) {
-        journal.append(publication)
+    /// Appends a retained message; once it is committed the outbox fans it out and then answers
+    /// `waiter` on the loop of shard `shardPosition` (JournalOutbox.swift).
+    func publishRetained(
+        topic: String, payload: ByteBuffer, isBinary: Bool, waiter: JournalWaiter, shardPosition: Int,
+        allocator: ByteBufferAllocator
+    ) {
+        journal.append(RetainedPublication(
+            topic: topic, payload: payload, isBinary: isBinary, waiter: waiter, shardPosition: shardPosition,
+            outbox: outbox, allocator: allocator))
     }
 
-    /// Fans a live message out behind every journal request made before (through the writer),
-    /// then posts `then` to the loop of shard `shardPosition`.
-    func publishLiveAfterJournal(_ message: OutboundMessage, thenOnShard shardPosition: Int, _ then: LoopMailbox.Item) {
+    /// Fans a live message out behind every journal request made before (a snapshot request
+    /// completes in order with appends), then answers `waiter` on the loop of shard `shardPosition`.
+    func publishLiveAfterJournal(_ message: OutboundMessage, waiter: JournalWaiter, shardPosition: Int) {
+        let outbox = self.outbox
         journal.snapshot { _ in
-            self.fanOutFromWriter(message)
-            self.outbox.complete(onShard: shardPosition, then)
+            outbox.sequenced(message, then: JournalCompletion(waiter, .success(nil)), onShard: shardPosition)
         }
     }
 
@@ -39,10 +44,9 @@ extension Broker {
             if item.retain {
                 viaJournal = true
                 let promise = eventLoop.makePromise(of: UInt64?.self)
-                publishRetained(RetainedPublication(
-                    topic: item.topic, payload: item.payload, isBinary: item.isBinary,
-                    requester: .callback { promise.completeWith($0.map(Optional.some).mapError { $0 as any Error }) },
-                    shardPosition: shard.position, broker: self, allocator: allocator))
+                publishRetained(
+                    topic: item.topic, payload: item.payload, isBinary: item.isBinary, waiter: .promise(promise),
+                    shardPosition: shard.position, allocator: allocator)
                 futures.append(promise.futureResult)
             } else {
                 let message = OutboundMessage(
@@ -50,10 +54,10 @@ extension Broker {
                     compressor: sharedFrameCompressor(on: shard), allocator: allocator)
                 if viaJournal {
                     let promise = eventLoop.makePromise(of: UInt64?.self)
-                    publishLiveAfterJournal(message, thenOnShard: shard.position, .run { promise.succeed(nil) })
+                    publishLiveAfterJournal(message, waiter: .promise(promise), shardPosition: shard.position)
                     futures.append(promise.futureResult)
                 } else {
-                    fanOut(message)
+                    fanOut(message, from: shard)
                     futures.append(eventLoop.makeSucceededFuture(nil))
                 }
             }

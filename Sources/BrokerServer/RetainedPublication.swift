@@ -7,30 +7,24 @@ import NIOCore
 ///
 /// Built on the publisher's loop with its frame already encoded but for the offset (the offset
 /// comes last in a text message and sits at a fixed place in a binary one), so the writer's
-/// completion only appends the offset and the header. The completion stages the fan-out for
-/// every loop and this object for the requester's loop, where the ack is sent and the object is
+/// completion only appends the offset and the header. The completion hands the publication to
+/// the server's `JournalOutbox`, which stages the frame for every loop and the publication's
+/// `JournalCompletion` for the publisher's loop, where the waiter is answered and the object
 /// released, payload included, on the thread that allocated it.
 ///
 /// Thread use: the loop builds it and hands it to the journal (whose queue lock orders that
-/// before the writer's use); the writer alone touches `frame` after that; the requester's loop
-/// receives it back through the outbox.
+/// before the writer's use); the writer alone touches `frame` after that; the publisher's loop
+/// receives it back through its mailbox.
 final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
-    /// Who waits for the commit.
-    enum Requester: Sendable {
-        /// A WebSocket connection, acked on its loop.
-        case connection(NIOLoopBound<WebSocketConnection>, RequestID?)
-        /// Another caller (the HTTP API); runs on the loop of the shard given at init.
-        case callback(@Sendable (Result<UInt64, JournalError>) -> Void)
-    }
-
     let topic: String
     let levels: [Substring]
     let isBinary: Bool
-    let requester: Requester
-    private let shardPosition: Int
-    private let broker: Broker
-    private let started: NIODeadline
-    private let allocator: ByteBufferAllocator
+    /// Who is answered once the journal is done, on the loop of shard `shardPosition`.
+    let waiter: JournalWaiter
+    let shardPosition: Int
+    let started: NIODeadline
+    let allocator: ByteBufferAllocator
+    private let outbox: JournalOutbox
     /// The frame up to its offset (text), or with a zero offset at `binaryOffsetIndex`.
     private var frame: ByteBuffer
     private var binaryOffsetIndex = 0
@@ -44,15 +38,15 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
     var payload: ByteBuffer { frame.getSlice(at: payloadIndex, length: payloadLength)! }
 
     init(
-        topic: String, payload: ByteBuffer, isBinary: Bool, requester: Requester, shardPosition: Int, broker: Broker,
-        allocator: ByteBufferAllocator
+        topic: String, payload: ByteBuffer, isBinary: Bool, waiter: JournalWaiter, shardPosition: Int,
+        outbox: JournalOutbox, allocator: ByteBufferAllocator
     ) {
         self.topic = topic
         self.levels = Topic.levels(of: topic)
         self.isBinary = isBinary
-        self.requester = requester
+        self.waiter = waiter
         self.shardPosition = shardPosition
-        self.broker = broker
+        self.outbox = outbox
         self.started = .now()
         self.allocator = allocator
         // Room for the longest offset and the closing brace.
@@ -68,32 +62,18 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
 
     /// On the journal's completion thread, in offset order.
     func completed(_ result: Result<UInt64, JournalError>) {
-        broker.metrics.journalAppended(after: .now() - started)
-        if case .success(let offset) = result {
-            if isBinary {
-                frame.setInteger(offset, at: binaryOffsetIndex)
-                ServerFrame.finish(&frame, .binary)
-            } else {
-                ServerMessageEncoder.finishMessage(offset: offset, into: &frame)
-                ServerFrame.finish(&frame, .text)
-            }
-            let frame = self.frame
-            broker.fanOutFromWriter(broker.makeMessageOnWriter { compressor in
-                OutboundMessage(
-                    topic: topic, levels: levels, offset: offset, frame: frame, compressor: compressor, allocator: allocator)
-            })
-        }
-        switch requester {
-        case .connection:
-            broker.outbox.complete(onShard: shardPosition, .retainedPublished(self, result))
-        case .callback(let callback):
-            broker.outbox.complete(onShard: shardPosition, .run { callback(result) })
-        }
+        outbox.committed(self, result)
     }
 
-    /// Back on the requester's loop.
-    func acknowledge(_ result: Result<UInt64, JournalError>) {
-        guard case .connection(let connection, let id) = requester else { return }
-        connection.value.journalRequestCompleted(result.map(Optional.some), id: id)
+    /// Completes the frame with its offset and header; on the writer, once.
+    func finishFrame(offset: UInt64) -> ByteBuffer {
+        if isBinary {
+            frame.setInteger(offset, at: binaryOffsetIndex)
+            ServerFrame.finish(&frame, .binary)
+        } else {
+            ServerMessageEncoder.finishMessage(offset: offset, into: &frame)
+            ServerFrame.finish(&frame, .text)
+        }
+        return frame
     }
 }

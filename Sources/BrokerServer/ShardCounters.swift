@@ -16,16 +16,6 @@ enum DisconnectReason: String, CaseIterable, Sendable {
     case reset = "reset"
     /// Any other close started by the broker.
     case other = "other"
-
-    init(closeCode code: UInt16, reason: String) {
-        switch code {
-        case 1008 where reason.hasPrefix("slow consumer"): self = .slowConsumer
-        case 1001 where reason == "ping timeout": self = .pingTimeout
-        case 1001: self = .shutdown
-        case 1002, 1007, 1009: self = .protocolError
-        default: self = .other
-        }
-    }
 }
 
 /// Traffic figures of one event loop, kept as plain integers by the code confined to that loop

@@ -14,8 +14,6 @@ struct ReplayJob {
     var upTo: UInt64 = 0
     /// Offset of the last record replayed (the next page starts after it).
     var cursor: UInt64 = 0
-    /// Every record is written; the hand-over waits for the socket to drain below the limit.
-    var draining = false
 
     init(filter: String, id: RequestID?, selection: ReplaySelection, recovered: Bool?) {
         self.filter = filter
@@ -40,30 +38,28 @@ struct ReplayJob {
 ///    and, if another filter of the connection also matched, deliver the topic twice).
 extension WebSocketConnection {
     func startReplay(_ job: ReplayJob) {
-        guard state == .open else { return }
-        replay = job
+        guard lifecycle.startReplay(job) else { return }
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         let outbox = broker.outbox
         let shardIndex = shard.position
         // Through the outbox, behind every retained message the writer handed this loop first.
         broker.journal.snapshot { highWater in
-            outbox.complete(onShard: shardIndex, .run { connection.value.replaySnapshotTaken(highWater) })
+            outbox.complete(onShard: shardIndex, JournalCompletion(.replaySnapshot(connection), .success(highWater)))
         }
     }
 
-    private func replaySnapshotTaken(_ highWater: UInt64) {
-        guard state == .open, var job = replay else { return }
-        job.upTo = highWater
-        replay = job
+    /// The journal's high-water mark for this replay has reached the loop (a snapshot does not fail).
+    func replaySnapshotTaken(_ result: Result<UInt64?, JournalError>) {
+        lifecycle.updateReplay { $0.upTo = (try? result.get()).flatMap { $0 } ?? 0 }
+        guard let job = replay else { return }
         guard job.recovered == nil, case .since(let since) = job.selection else {
             sendSubscribed(job)
             readNextReplayPage()
             return
         }
         broker.journal.prunedAfter(since, filter: job.filter, on: eventLoop).assumeIsolated().whenComplete { result in
-            guard self.state == .open, var job = self.replay else { return }
-            job.recovered = (try? result.get()).map { !$0 } ?? false
-            self.replay = job
+            self.lifecycle.updateReplay { $0.recovered = (try? result.get()).map { !$0 } ?? false }
+            guard let job = self.replay else { return }
             self.sendSubscribed(job)
             self.readNextReplayPage()
         }
@@ -75,7 +71,7 @@ extension WebSocketConnection {
     }
 
     func readNextReplayPage() {
-        guard state == .open, let job = replay else { return }
+        guard let job = replay else { return }
         let query = ReplayQuery(
             filter: job.filter, selection: job.selection, after: job.cursor, upTo: job.upTo,
             limit: broker.configuration.replayPageSize)
@@ -85,7 +81,7 @@ extension WebSocketConnection {
     }
 
     private func replayPageRead(_ result: Result<ReplayPage, any Error>) {
-        guard state == .open, var job = replay else { return }
+        guard let job = replay else { return }
         switch result {
         case .failure(let error):
             broker.logger.error("replay failed", metadata: ["session": "\(sessionID)", "filter": "\(job.filter)", "error": "\(error)"])
@@ -96,17 +92,13 @@ extension WebSocketConnection {
                 writeData(OutboundMessage.encodeFrame(
                     topic: record.topic, payload: record.payload, isBinary: record.isBinary,
                     offset: record.offset, replay: true, allocator: allocator))
-                job.cursor = record.offset
             }
+            if let last = page.records.last { lifecycle.updateReplay { $0.cursor = last.offset } }
             shard.counters.replayedMessages &+= page.records.count
-            replay = job
-            if page.isLast || page.records.isEmpty {
-                finishReplay()
-            } else if context.channel.isWritable {
-                readNextReplayPage()
-            } else {
-                flushIfNeeded()
-                replayAwaitsWritability = true
+            switch lifecycle.pageWritten(isLast: page.isLast || page.records.isEmpty, writable: isWritable) {
+            case .readNextPage: readNextReplayPage()
+            case .awaitWritability: flushAndAwaitWritability()
+            case .finish: finishReplay()
             }
         }
     }
@@ -115,24 +107,22 @@ extension WebSocketConnection {
     /// replay left more than the send limit queued, the hand-over waits until it drains (live
     /// messages stay held back meanwhile, within the same limit).
     func finishReplay() {
-        guard var job = replay else { return }
-        if !context.channel.isWritable {
-            job.draining = true
-            replay = job
-            flushIfNeeded()
+        switch lifecycle.handOver(writable: isWritable) {
+        case .nothing:
             return
-        }
-        replay = nil
-        replayAwaitsWritability = false
-        let held = heldBack
-        heldBack.removeAll()
-        heldBackBytes = 0
-        for message in held {
-            if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
-                continue  // the replay answered for it
+        case .awaitWritability:
+            flushAndAwaitWritability()
+        case .handOver(let job):
+            let held = heldBack
+            heldBack.removeAll()
+            heldBackBytes = 0
+            for message in held {
+                if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
+                    continue  // the replay answered for it
+                }
+                write(frame(of: message))
             }
-            write(frame(of: message))
+            serveDeferredRequests()
         }
-        serveDeferredRequests()
     }
 }

@@ -16,17 +16,17 @@ extension WebSocketConnection {
     func deferRequest(_ parsed: Result<ControlRequest, RequestError>) {
         deferredRequests.append(parsed)
         if deferredRequests.count == Self.maxDeferredRequests {
-            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+            context?.channel.setOption(.autoRead, value: false).whenFailure { _ in }
         }
     }
 
     /// Serves the requests a replay held back, until one of them starts another replay.
     func serveDeferredRequests() {
-        while replay == nil, state == .open, let next = deferredRequests.popFirst() {
+        while lifecycle.phase == .open, let next = deferredRequests.popFirst() {
             serve(next)
         }
-        if deferredRequests.count < Self.maxDeferredRequests, state == .open {
-            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        if deferredRequests.count < Self.maxDeferredRequests, lifecycle.isOpen {
+            context?.channel.setOption(.autoRead, value: true).whenFailure { _ in }
         }
     }
 
@@ -51,27 +51,27 @@ extension WebSocketConnection {
             // The common case: fan out from here, at once.
             broker.fanOut(OutboundMessage(
                 topic: topic, payload: payload, isBinary: isBinary, offset: nil,
-                compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator))
+                compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator),
+                from: shard)
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: nil, into: &$0) } }
             return
         }
         journalRequestsInFlight += 1
         if retain {
-            // The journal runs completions on its writer, in the order requested: the
-            // publication fans out from there so every loop receives retained messages in offset
-            // order; the ack follows through the outbox, after the fan-out (Publisher.swift).
-            broker.publishRetained(RetainedPublication(
+            // The journal completes appends on its writer, in the order requested: the outbox
+            // fans the message out from there so every loop receives retained messages in offset
+            // order; the ack follows after the fan-out (JournalOutbox.swift).
+            broker.publishRetained(
                 topic: topic, payload: payload, isBinary: isBinary,
-                requester: .connection(NIOLoopBound(self, eventLoop: eventLoop), id),
-                shardPosition: shard.position, broker: broker, allocator: allocator))
+                waiter: .publish(NIOLoopBound(self, eventLoop: eventLoop), id), shardPosition: shard.position,
+                allocator: allocator)
         } else {
             // A retained publish of ours is still being committed: queue behind it on the writer.
             let message = OutboundMessage(
                 topic: topic, payload: payload, isBinary: isBinary, offset: nil,
                 compressor: broker.sharedFrameCompressor(on: shard), allocator: allocator)
             broker.publishLiveAfterJournal(
-                message, thenOnShard: shard.position,
-                .journalRequestCompleted(NIOLoopBound(self, eventLoop: eventLoop), id, .success(nil)))
+                message, waiter: .publish(NIOLoopBound(self, eventLoop: eventLoop), id), shardPosition: shard.position)
         }
     }
 

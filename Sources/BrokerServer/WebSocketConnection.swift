@@ -20,13 +20,6 @@ final class WebSocketConnection: ChannelInboundHandler {
         case echo
     }
 
-    /// Lifecycle: `open` until either side starts the close handshake.
-    enum State {
-        case open
-        /// The broker sent its close frame and waits for the peer's (or the close timeout).
-        case closing
-        case closed
-    }
 
     let broker: Broker
     let shard: FanoutShard
@@ -34,9 +27,16 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// permessage-deflate, when the client offered it and the broker accepted.
     let deflate: PerMessageDeflate.Agreement?
     let sessionID: String
-    var state = State.open
-    private(set) var context: ChannelHandlerContext!
-    private var writer: ChannelHandlerContext!
+    /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
+    var lifecycle = ConnectionLifecycle()
+    var state: ConnectionLifecycle.Phase { lifecycle.phase }
+    /// This handler's context and the one it writes frames through (HeadWriter's), from
+    /// `handlerAdded` to `handlerRemoved`. Released there: the context holds the handler, so
+    /// keeping it would keep both alive after the channel is gone.
+    private(set) var context: ChannelHandlerContext?
+    private var writer: ChannelHandlerContext?
+    /// The channel's allocator, copied at `handlerAdded` (usable after removal).
+    private(set) var allocator = ByteBufferAllocator()
     private var assembler: MessageAssembler
     private var needsFlush = false
     /// The run of the shard's current batch this connection is owed, written at flush.
@@ -52,7 +52,7 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// does not catch up in time.
     private var slowConsumerTimer: Scheduled<Void>?
     /// Why the connection is ending, once known (for metrics).
-    var disconnectReason: DisconnectReason?
+    var disconnectReason: DisconnectReason? { lifecycle.disconnectReason }
 
     // Fan-out bookkeeping, owned by the shard.
     var shardSlot = -1
@@ -60,7 +60,8 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     // Keepalive.
     private var sawInbound = true
-    private var lastInbound = NIODeadline.now()
+    /// Set from the loop's clock (`eventLoop.now`) when the handler is added, then by sweeps.
+    private var lastInbound = NIODeadline.uptimeNanoseconds(0)
     private var pingSentAt: NIODeadline?
 
     /// Filters this connection subscribes to.
@@ -72,18 +73,18 @@ final class WebSocketConnection: ChannelInboundHandler {
     var journalRequestsInFlight = 0
 
     /// The subscription whose retained messages are being replayed, if any.
-    var replay: ReplayJob?
+    var replay: ReplayJob? { lifecycle.replay }
     /// Requests that arrived during a replay; served in order once it ends, so that replies keep
     /// the order of requests (a `ping` after a `subscribe` is answered after its replay).
     var deferredRequests = Deque<Result<ControlRequest, RequestError>>()
     /// Live messages held back while a replay runs, and their size.
     var heldBack: [OutboundMessage] = []
     var heldBackBytes = 0
-    /// The running replay waits for the socket to drain before reading its next page.
-    var replayAwaitsWritability = false
 
-    var allocator: ByteBufferAllocator { context.channel.allocator }
-    var eventLoop: any EventLoop { context.eventLoop }
+    /// The connection's loop: its shard's (the server places a connection on its channel's loop).
+    var eventLoop: any EventLoop { shard.eventLoop }
+    /// False once the handler is gone.
+    var isWritable: Bool { context?.channel.isWritable ?? false }
 
     init(broker: Broker, shard: FanoutShard, mode: Mode, deflate: PerMessageDeflate.Agreement? = nil) {
         self.broker = broker
@@ -98,6 +99,8 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.allocator = context.channel.allocator
+        self.lastInbound = context.eventLoop.now
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)
@@ -116,36 +119,56 @@ final class WebSocketConnection: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let wasOpen = state == .open
-        state = .closed
+        leave()
+        context.fireChannelInactive()
+    }
+
+    /// Removed from the pipeline (NIO removes every handler when the channel closes): lets go of
+    /// the contexts, timers and everything queued, so nothing outlives the channel. A completion
+    /// that still reaches the connection afterwards (a journal ack in a loop's mailbox) finds it
+    /// closed and writes nothing.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        leave()
+        pendingBatch = nil
+        pendingReplies = nil
+        needsFlush = false
+        self.context = nil
+        self.writer = nil
+    }
+
+    /// Leaves the shard and ends every subscription and wait; once, whichever of channelInactive
+    /// and handlerRemoved comes first.
+    private func leave() {
+        guard shard.remove(self) else { return }
+        let wasOpen = lifecycle.isOpen
+        let reason = lifecycle.ended()
         closeTimer?.cancel()
+        closeTimer = nil
         slowConsumerTimer?.cancel()
+        slowConsumerTimer = nil
         for filter in filters { shard.unsubscribe(self, from: filter) }
         filters.removeAll()
-        replay = nil
         deferredRequests.removeAll()
         heldBack.removeAll()
-        if shard.remove(self), deflate != nil {
-            broker.compressingConnections.wrappingDecrement(ordering: .relaxed)
-        }
-        shard.counters.disconnected(disconnectReason ?? .reset)
+        heldBackBytes = 0
+        if deflate != nil { broker.compressingConnections.wrappingDecrement(ordering: .relaxed) }
+        shard.counters.disconnected(reason)
         broker.logger.info("connection closed", metadata: [
-            "session": "\(sessionID)", "clean": "\(!wasOpen)",
+            "session": "\(sessionID)", "clean": "\(!wasOpen)", "reason": "\(reason.rawValue)",
         ])
-        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         sawInbound = true
-        switch state {
+        switch lifecycle.phase {
         case .closed:
             return
         case .closing:
             // After our close frame only the peer's close matters.
-            if frame.opcode == .connectionClose { context.close(promise: nil) }
+            if frame.opcode == .connectionClose, lifecycle.peerClosed() == .dropConnection { context.close(promise: nil) }
             return
-        case .open:
+        case .open, .replaying, .draining:
             break
         }
         switch assembler.receive(frame) {
@@ -157,23 +180,17 @@ final class WebSocketConnection: ChannelInboundHandler {
             handleControl(opcode: opcode, payload: payload)
         case .fail(let code, let reason):
             broker.logger.debug("protocol violation", metadata: ["session": "\(sessionID)", "code": "\(code)", "reason": "\(reason)"])
-            close(code: code, reason: reason)
+            close(.violation(WebSocketErrorCode(codeNumber: Int(code)), reason))
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
-        if !writable {
-            fellBehind()
-        } else {
+        if context.channel.isWritable {
             slowConsumerTimer?.cancel()
             slowConsumerTimer = nil
-        }
-        if writable, replayAwaitsWritability {
-            replayAwaitsWritability = false
-            readNextReplayPage()
-        } else if writable, replay?.draining == true {
-            finishReplay()
+            resumeIfWaiting()
+        } else {
+            fellBehind()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -181,8 +198,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? NIOWebSocketError {
             switch error {
-            case .invalidFrameLength: close(code: 1009, reason: "frame too big")
-            default: close(code: 1002, reason: "protocol error")
+            case .invalidFrameLength: close(.violation(.messageTooLarge, "frame too big"))
+            default: close(.violation(.protocolError, "protocol error"))
             }
             return
         }
@@ -201,7 +218,7 @@ final class WebSocketConnection: ChannelInboundHandler {
             opcode == .text
             ? ControlRequest.parseText(payload, limits: broker.requestLimits)
             : BinaryCodec.decodePublish(payload, limits: broker.requestLimits)
-        if replay == nil {
+        if lifecycle.phase == .open {
             serve(parsed)
         } else {
             deferRequest(parsed)
@@ -216,18 +233,20 @@ final class WebSocketConnection: ChannelInboundHandler {
             pingSentAt = nil
         case .connectionClose:
             if case .fail(let code, let reason) = CloseFrame.validate(payload) {
-                close(code: code, reason: reason)
+                close(.violation(WebSocketErrorCode(codeNumber: Int(code)), reason))
                 return
             }
+            guard lifecycle.peerClosed() == .echo else { return }
             // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written, behind what
             // this connection was already owed (no data frame may follow a close frame).
-            if disconnectReason == nil { disconnectReason = .clientClose }
+            heldBack.removeAll()
+            heldBackBytes = 0
+            deferredRequests.removeAll()
             writePending()
             var echoed = payload
-            let code = echoed.readInteger(as: UInt16.self) ?? 1000
-            state = .closed
+            let code = echoed.readInteger(as: UInt16.self) ?? UInt16(webSocketErrorCode: .normalClosure)
             let frame = ServerFrame.close(code: code, reason: "", allocator: allocator)
-            let channel = context.channel
+            guard let writer, let channel = self.context?.channel else { return }
             writer.writeAndFlush(NIOAny(frame)).whenComplete { _ in channel.close(promise: nil) }
         default:
             break
@@ -238,6 +257,7 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Queues a complete frame; the shard flushes this connection at the end of the tick.
     func write(_ frame: ByteBuffer) {
+        guard let writer else { return }
         writePending()
         writer.write(NIOAny(frame), promise: nil)
         markNeedsFlush()
@@ -276,9 +296,30 @@ final class WebSocketConnection: ChannelInboundHandler {
         return compressed
     }
 
+    /// Flushes what is pending and goes on with the replay once the channel is writable.
+    ///
+    /// The flush happens now, whatever the shard's flush pacer would say: a connection over its
+    /// high-water mark has a full batch already, and nothing else would make room. The lifecycle
+    /// records the wait before that flush because NIO reports the channel writable again from
+    /// inside the flush when the peer reads fast (the kernel takes everything): a wait recorded
+    /// after it would miss the only event that ends it.
+    func flushAndAwaitWritability() {
+        flushIfNeeded()
+        if isWritable { resumeIfWaiting() }
+    }
+
+    private func resumeIfWaiting() {
+        switch lifecycle.writable() {
+        case .readNextPage: readNextReplayPage()
+        case .handOver: finishReplay()
+        case nil: break
+        }
+    }
+
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
+        guard let writer else { return }
         writePending()
         writer.flush()
         if slowConsumerTimer != nil, bufferedBytes > broker.configuration.maxOutboundBytes {
@@ -296,17 +337,18 @@ final class WebSocketConnection: ChannelInboundHandler {
     private func writePendingBatch() {
         guard let batch = pendingBatch else { return }
         pendingBatch = nil
-        writer.write(NIOAny(batch.slice(pendingRange)), promise: nil)
+        writer?.write(NIOAny(batch.slice(pendingRange)), promise: nil)
     }
 
     private func writePendingReplies() {
         guard let replies = pendingReplies else { return }
         pendingReplies = nil
-        writer.write(NIOAny(replies), promise: nil)
+        writer?.write(NIOAny(replies), promise: nil)
     }
 
     /// Queues one JSON reply built by `body`, with the tick's other replies.
     func sendControl(_ body: (inout ByteBuffer) -> Void) {
+        guard writer != nil else { return }
         writePendingBatch()
         if pendingReplies == nil { pendingReplies = allocator.buffer(capacity: 256) }
         ServerFrame.appendText(to: &pendingReplies!, body)
@@ -323,8 +365,11 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// A message for this connection from the shard.
     func deliver(_ message: OutboundMessage) {
-        guard state == .open else { return }
-        if replay == nil {
+        switch lifecycle.phase {
+        case .closing, .closed: return
+        case .open, .replaying, .draining: break
+        }
+        if lifecycle.phase == .open {
             let compressed = takesCompressedFrame(of: message)
             let (batch, range) = shard.batchSlot(
                 topic: message.topic, frame: compressed ? message.compressedFrame! : message.frame, compressed: compressed)
@@ -350,7 +395,14 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// The queue crossed the high-water mark: the connection has `slowConsumerTimeout` to drain
     /// below half of it (then NIO reports it writable again).
     private func fellBehind() {
-        guard state == .open, slowConsumerTimer == nil else { return }
+        // Holding writes back to batch more (FlushPacer.swift) gains nothing once the queue is
+        // this long, and only a flush lets it drain: flush at the end of this tick, not after the
+        // pacer's pause.
+        if needsFlush {
+            let connection = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.execute { connection.value.flushIfNeeded() }
+        }
+        guard lifecycle.isOpen, slowConsumerTimer == nil else { return }
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
         slowConsumerTimer = eventLoop.scheduleTask(in: broker.configuration.slowConsumerTimeout) {
             connection.value.slowConsumerTimer = nil
@@ -360,33 +412,30 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Bytes written to the channel and not yet taken by the kernel.
     private var bufferedBytes: Int {
-        (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     private func closeSlowConsumer(because cause: String) {
-        guard state == .open else { return }
+        guard lifecycle.isOpen else { return }
         broker.logger.info("closing slow consumer", metadata: ["session": "\(sessionID)", "cause": "\(cause)"])
-        close(code: 1008, reason: "slow consumer")
+        close(.slowConsumer)
     }
 
     // MARK: Closing
 
     /// Starts the close handshake: the close frame is queued behind what is buffered, and the
     /// TCP connection is dropped if the peer has not answered within the close timeout.
-    func close(code: UInt16, reason: String) {
-        guard state == .open else { return }
-        state = .closing
+    func close(_ cause: CloseCause) {
+        guard lifecycle.close(cause) else { return }
         slowConsumerTimer?.cancel()
         slowConsumerTimer = nil
-        disconnectReason = DisconnectReason(closeCode: code, reason: reason)
-        if disconnectReason == .protocolError { shard.counters.protocolError("ws_\(code)") }
-        replay = nil
+        if cause.disconnect == .protocolError { shard.counters.protocolError("ws_\(cause.codeNumber)") }
         deferredRequests.removeAll()
         heldBack.removeAll()
         heldBackBytes = 0
-        write(ServerFrame.close(code: code, reason: reason, allocator: allocator))
+        write(ServerFrame.close(code: cause.codeNumber, reason: cause.reason, allocator: allocator))
         flushIfNeeded()
-        let channel = context.channel
+        guard let channel = context?.channel else { return }
         closeTimer = eventLoop.scheduleTask(in: broker.configuration.closeTimeout) {
             channel.close(promise: nil)
         }
@@ -394,13 +443,12 @@ final class WebSocketConnection: ChannelInboundHandler {
 
     /// Drops the TCP connection without further ado (end of a shutdown's grace period).
     func closeNow() {
-        state = .closed
-        context.close(promise: nil)
+        context?.close(promise: nil)
     }
 
     /// Called by the shard's periodic sweep.
     func keepaliveSweep(now: NIODeadline, interval: TimeAmount, timeout: TimeAmount) {
-        guard state == .open else { return }
+        guard lifecycle.isOpen else { return }
         if sawInbound {
             sawInbound = false
             lastInbound = now
@@ -410,8 +458,8 @@ final class WebSocketConnection: ChannelInboundHandler {
         if let sentAt = pingSentAt {
             if now - sentAt >= timeout {
                 broker.logger.info("closing unresponsive connection", metadata: ["session": "\(sessionID)"])
-                close(code: 1001, reason: "ping timeout")
-                context.close(promise: nil)
+                close(.pingTimeout)
+                context?.close(promise: nil)
             }
         } else if now - lastInbound >= interval {
             pingSentAt = now

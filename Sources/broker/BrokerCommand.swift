@@ -1,5 +1,5 @@
 import ArgumentParser
-import BrokerServer
+import BrokerSettings
 
 /// `broker`: the WebSocket pub/sub server. `broker` alone is `broker serve`.
 @main

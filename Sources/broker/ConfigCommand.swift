@@ -1,5 +1,5 @@
 import ArgumentParser
-import BrokerServer
+import BrokerSettings
 import Foundation
 
 struct Config: ParsableCommand {
@@ -32,8 +32,11 @@ struct Config: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the settings the broker would run with, as YAML.",
-            discussion: "Takes the same --config and setting flags as `broker serve`, and reads the same BROKER_* variables.")
+            abstract: "Print the settings the broker would run with, as YAML (secrets redacted).",
+            discussion: """
+                Takes the same --config and setting flags as `broker serve`, and reads the same \
+                BROKER_* variables. The API key and client tokens are printed as <redacted>.
+                """)
 
         @Option(help: ArgumentHelp("Configuration file, YAML or TOML; also BROKER_CONFIG.", valueName: "file"))
         var config: String?

@@ -1,6 +1,8 @@
 import ArgumentParser
 import BrokerJournal
+import BrokerRuntime
 import BrokerServer
+import BrokerSettings
 import Foundation
 import Logging
 import Metrics
@@ -86,6 +88,8 @@ struct Serve: AsyncParsableCommand {
             .init(service: JournalService(journal: journal)),
             .init(service: server),
         ]
+        // Hands memory freed after a wave of disconnects back to the system (docs/operations.md).
+        services.append(.init(service: MemoryReclaimer(server: server, logger: logger)))
         if settings.metricsEnabled {
             services.append(.init(service: MetricsService(server: server, interval: .milliseconds(Int64(settings.metricsInterval * 1000)))))
         }

@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerRuntime
 import BrokerTestSupport
 import Foundation
 import NIOCore
@@ -60,7 +61,7 @@ import Testing
     /// it resumes with `resumeReading`.
     func afterStallingOneSubscriber(
         configure: (inout BrokerConfiguration) -> Void,
-        _ check: (RawWebSocketClient) async throws -> Void
+        _ check: (RawWebSocketClient, TestBroker) async throws -> Void
     ) async throws {
         try await TestBroker.with(configure: configure) { broker in
             let stalled = try await broker.client()
@@ -83,9 +84,20 @@ import Testing
             }
             #expect(received == count)
 
-            try await check(stalled)
+            try await check(stalled, broker)
             for client in [stalled, healthy, publisher] { await client.close() }
         }
+    }
+
+    /// Connections the broker is closing (or has closed, while still open) as slow consumers.
+    func closingAsSlowConsumers(_ broker: TestBroker) async throws -> Int {
+        var count = 0
+        for shard in broker.server.broker.shards {
+            count += try await shard.eventLoop.submit {
+                shard.connections.filter { $0.disconnectReason == .slowConsumer }.count
+            }.get()
+        }
+        return count
     }
 
     func resumeReading(_ client: RawWebSocketClient) async throws {
@@ -98,7 +110,7 @@ import Testing
         try await afterStallingOneSubscriber(configure: {
             $0.maxOutboundBytes = 64 * 1024
             $0.closeTimeout = .seconds(120)
-        }) { stalled in
+        }) { stalled, _ in
             try await resumeReading(stalled)
             #expect(try await stalled.expectClose(timeout: .seconds(20)) == 1008)
         }
@@ -111,8 +123,13 @@ import Testing
             $0.maxOutboundBytes = 256 << 20
             $0.slowConsumerTimeout = .milliseconds(300)
             $0.closeTimeout = .seconds(120)
-        }) { stalled in
-            try await Task.sleep(for: .milliseconds(600))
+        }) { stalled, broker in
+            // The stalled subscriber stays over the mark until it reads again, so the broker gives
+            // up on it sooner or later; when exactly is tested on the loop's clock
+            // (ConnectionTimerTests). Read again only once it has.
+            try await eventually("the broker to close the stalled subscriber", timeout: .seconds(60)) {
+                try await closingAsSlowConsumers(broker) == 1
+            }
             try await resumeReading(stalled)
             #expect(try await stalled.expectClose(timeout: .seconds(20)) == 1008)
         }
@@ -125,7 +142,7 @@ import Testing
             $0.outboundHighWaterBytes = 64 * 1024
             $0.maxOutboundBytes = 256 << 20
             $0.slowConsumerTimeout = .seconds(60)
-        }) { stalled in
+        }) { stalled, _ in
             try await resumeReading(stalled)
             var received = 0
             while received < 2_000 {
@@ -181,9 +198,12 @@ import Testing
     }
 
     @Test func answeredPingsKeepTheConnection() async throws {
+        // Pings every 100 ms of silence, and all the time in the world to answer them: how long
+        // the client takes to be scheduled on a loaded machine must not matter. The pong timeout
+        // itself is tested on the loop's clock (ConnectionTimerTests).
         try await TestBroker.with(configure: {
             $0.pingInterval = .milliseconds(100)
-            $0.pongTimeout = .milliseconds(150)
+            $0.pongTimeout = .seconds(60)
         }) { broker in
             let client = try await broker.client()
             for _ in 0..<4 {

@@ -60,9 +60,12 @@ import Glibc
         let reader = try await RawWebSocketClient.connect(port: newPort)
         _ = try await reader.nextMessage()
         try await reader.sendText(##"{"op":"subscribe","topic":"drain/#","since":0,"id":"s"}"##)
+        // A request made during a replay is answered after it: the pong ends the replay.
+        try await reader.sendText(#"{"op":"ping","id":"end"}"#)
         var replayed = Set<UInt64>()
         while true {
-            guard let message = try? await reader.nextMessage(timeout: .seconds(1)) else { break }
+            let message = try await reader.nextMessage()
+            if case .pong = message { break }
             if case .message(let delivery) = message, let offset = delivery.offset { replayed.insert(offset) }
         }
         let lost = Set(acked).subtracting(replayed)
@@ -105,6 +108,19 @@ import Glibc
         let ok = try ChildProcess("broker", ["config", "check", good])
         #expect(try await ok.waitForExit(timeout: .seconds(10)) == 0)
         #expect(ok.stdout == "\(good): ok\n")
+    }
+
+    /// The executable's `config show`: the effective settings, with no secret in them.
+    @Test func configShowRedactsSecrets() async throws {
+        let show = try ChildProcess(
+            "broker", ["config", "show", "--port", "9", "--auth-api-key", "flag-secret"],
+            environment: ["BROKER_AUTH_CLIENT_TOKENS": "env-token-1,env-token-2"])
+        #expect(try await show.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(show.stdout.contains("port: \"9\"\n"))
+        #expect(show.stdout.contains("  api-key: \"<redacted>\"\n"))
+        #expect(show.stdout.contains("  client-tokens: [\"<redacted>\", \"<redacted>\"]\n"))
+        #expect(!show.stdout.contains("flag-secret") && !show.stdout.contains("env-token"))
+        #expect(!show.stderr.contains("flag-secret") && !show.stderr.contains("env-token"))
     }
 
     @Test func startsFromEnvironmentAloneWithJSONLogs() async throws {

@@ -102,12 +102,9 @@ import Testing
         try await TestBroker.with(journal: journal) { broker in
             let publisher = try await broker.client()
             for n in 1...5 { _ = try await publishRetained(publisher, "t", "\(n)", id: n) }
-            // Pruning runs in the background on the writer; give it a moment, then check.
-            var result = try await subscribe(try await broker.client(), #""topic":"t","since":0"#)
-            for _ in 0..<50 where result.messages.count > 2 {
-                try await Task.sleep(for: .milliseconds(100))
-                result = try await subscribe(try await broker.client(), #""topic":"t","since":0"#)
-            }
+            // Pruning runs in the background on the writer; have it applied now.
+            await journal.applyRetention()
+            let result = try await subscribe(try await broker.client(), #""topic":"t","since":0"#)
             #expect(result.recovered == false)
             #expect(result.messages.map { String(buffer: $0.payload) } == ["4", "5"])
             let recent = try await subscribe(try await broker.client(), #""topic":"t","since":4"#)
@@ -138,32 +135,70 @@ import Testing
         await journal.close()
     }
 
+    /// Sends retained publishes `range` on `publishers` in turn, topic `topic(n)`; the last of
+    /// each publisher's share carries an id, and with `acked` this waits for those acks (so the
+    /// whole range is in the journal).
+    func storm(
+        _ range: Range<Int>, on publishers: [RawWebSocketClient], acked: Bool = false, topic: (Int) -> String
+    ) async throws {
+        for n in range {
+            let id = acked && n >= range.upperBound - publishers.count ? #","id":\#(n)"# : ""
+            try await publishers[n % publishers.count].sendText(
+                #"{"op":"publish","topic":"\#(topic(n))","data":\#(n),"retain":true\#(id)}"#)
+        }
+        guard acked else { return }
+        for publisher in publishers where range.count >= publishers.count {
+            while true {
+                if case .ack = try await publisher.nextMessage(timeout: .seconds(20)) { break }
+            }
+        }
+    }
+
+    /// A subscribe with replay during a storm of retained publishes, in three phases that do
+    /// not depend on timing: publishes in the journal before the subscribe is sent (replayed),
+    /// publishes sent while the subscribe is on its way and being set up (either side of its
+    /// snapshot: the race under test), and publishes sent after `subscribed` came back (live:
+    /// the snapshot was queued before them).
+    func stormAroundSubscribe(
+        _ broker: TestBroker, publishers: [RawWebSocketClient], total: Int, subscribe request: String,
+        topic: @escaping @Sendable (Int) -> String
+    ) async throws -> RawWebSocketClient {
+        let third = total / 3
+        try await storm(0..<third, on: publishers, acked: true, topic: topic)
+        let subscriber = try await broker.client()
+        try await subscriber.sendText(request)
+        let racing = Task { try await storm(third..<2 * third, on: publishers, topic: topic) }
+        guard case .subscribed(_, _, let recovered) = try await subscriber.nextMessage(timeout: .seconds(20)) else {
+            racing.cancel()
+            throw RawWebSocketClient.ClientError.handshake("subscribed does not come first")
+        }
+        #expect(recovered != false)
+        let late = try await broker.client()
+        try await storm(2 * third..<total, on: [late], topic: topic)
+        try await racing.value
+        return subscriber
+    }
+
     @Test func replayAndLiveMeetWithoutGapOrDuplicateUnderAPublishStorm() async throws {
         let journal = try Self.openJournal(temporaryDirectory(), maxPerTopic: 100_000)
         try await TestBroker.with(journal: journal) { broker in
             let total = 3_000
             let publishers = [try await broker.client(), try await broker.client()]
-            let storm = Task {
-                for n in 0..<total {
-                    let publisher = publishers[n % 2]
-                    try await publisher.sendText(#"{"op":"publish","topic":"storm/\#(n % 7)","data":\#(n),"retain":true}"#)
-                }
-            }
-            // Subscribe while the storm is running.
-            try await Task.sleep(for: .milliseconds(30))
-            let subscriber = try await broker.client()
-            try await subscriber.sendText(#"{"op":"subscribe","topic":"storm/#","since":0}"#)
-            try await storm.value
+            let subscriber = try await stormAroundSubscribe(
+                broker, publishers: publishers, total: total, subscribe: #"{"op":"subscribe","topic":"storm/#","since":0}"#,
+                topic: { "storm/\($0 % 7)" })
             var offsets: [UInt64] = []
+            var replayed = 0
             while offsets.count < total {
-                switch try await subscriber.nextMessage(timeout: .seconds(20)) {
-                case .message(let delivery): offsets.append(delivery.offset!)
-                case .subscribed(_, _, let recovered): #expect(recovered == true)
-                default: break
+                if case .message(let delivery) = try await subscriber.nextMessage(timeout: .seconds(20)) {
+                    offsets.append(delivery.offset!)
+                    if delivery.replay { replayed += 1 }
                 }
             }
             // Offsets are broker-wide: every one from 1 to total, once, in order.
             #expect(offsets == Array(1...UInt64(total)))
+            // At least the first phase was replayed, at least the last came live.
+            #expect(replayed >= total / 3 && replayed <= total - total / 3, "\(replayed) replayed")
         }
         await journal.close()
     }
@@ -172,16 +207,9 @@ import Testing
         let journal = try Self.openJournal(temporaryDirectory(), maxPerTopic: 100_000)
         try await TestBroker.with(journal: journal) { broker in
             let total = 2_000
-            let publisher = try await broker.client()
-            let storm = Task {
-                for n in 1...total {
-                    try await publisher.sendText(#"{"op":"publish","topic":"one","data":\#(n),"retain":true}"#)
-                }
-            }
-            try await Task.sleep(for: .milliseconds(30))
-            let subscriber = try await broker.client()
-            try await subscriber.sendText(#"{"op":"subscribe","topic":"one","history":1}"#)
-            try await storm.value
+            let subscriber = try await stormAroundSubscribe(
+                broker, publishers: [try await broker.client()], total: total,
+                subscribe: #"{"op":"subscribe","topic":"one","history":1}"#, topic: { _ in "one" })
             var offsets: [UInt64] = []
             var replayed = 0
             while offsets.last != UInt64(total) {
@@ -192,6 +220,7 @@ import Testing
             }
             // The last value at the snapshot, then every later one: consecutive, no duplicate.
             #expect(replayed == 1)
+            #expect(offsets[0] >= UInt64(total / 3), "the first phase was in the journal before the subscribe")
             #expect(offsets == Array(offsets[0]...UInt64(total)))
         }
         await journal.close()

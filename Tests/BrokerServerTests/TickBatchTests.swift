@@ -49,7 +49,8 @@ import Testing
 
         func publish(_ data: String) {
             broker.fanOut(OutboundMessage(
-                topic: "t/x", payload: ByteBuffer(string: data), isBinary: false, offset: nil, allocator: ByteBufferAllocator()))
+                topic: "t/x", payload: ByteBuffer(string: data), isBinary: false, offset: nil, allocator: ByteBufferAllocator()),
+                from: broker.shards[0])
         }
 
         /// The buffers written to `channel` since the last call.

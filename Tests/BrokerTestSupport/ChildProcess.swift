@@ -44,7 +44,7 @@ package enum Products {
 package final class ChildProcess: @unchecked Sendable {
     private let process = Process()
     private let stdinPipe = Pipe()
-    private let output = NIOLockedValueBox<(out: Data, err: Data, eofs: Int)>((Data(), Data(), 0))
+    private let output = NIOLockedValueBox<(out: Data, err: Data, eofs: Int, outLines: Int)>((Data(), Data(), 0, 0))
     package let name: String
 
     package init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
@@ -69,7 +69,15 @@ package final class ChildProcess: @unchecked Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                output.withLockedValue { if isStdout { $0.out.append(chunk) } else { $0.err.append(chunk) } }
+                let newlines = isStdout ? chunk.reduce(0) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 } : 0
+                output.withLockedValue {
+                    if isStdout {
+                        $0.out.append(chunk)
+                        $0.outLines += newlines
+                    } else {
+                        $0.err.append(chunk)
+                    }
+                }
             }
             output.withLockedValue { $0.eofs += 1 }
         }
@@ -85,6 +93,9 @@ package final class ChildProcess: @unchecked Sendable {
         lines.removeLast()  // the unfinished tail (empty when the text ends with a newline)
         return lines
     }
+
+    /// How many complete stdout lines arrived so far (counted as they arrive: cheap to poll).
+    package var stdoutLineCount: Int { output.withLockedValue { $0.outLines } }
 
     package var isRunning: Bool { process.isRunning }
     package var pid: Int32 { process.processIdentifier }

@@ -18,3 +18,20 @@ package func eventually(
         try await Task.sleep(for: interval)
     }
 }
+
+/// Runs `body`, or throws `TestFailure` if it has not finished after `timeout`: a bound for a
+/// step that could hang (an async sequence that stops producing), not a speed requirement.
+package func withDeadline<T: Sendable>(
+    _ what: String, timeout: Duration, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let result = try await group.next()!  else { throw TestFailure("timed out after \(timeout): \(what)") }
+        return result
+    }
+}

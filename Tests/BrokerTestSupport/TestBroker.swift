@@ -1,4 +1,5 @@
 import BrokerJournal
+import BrokerRuntime
 import BrokerServer
 import NIOCore
 import Prometheus

@@ -1,4 +1,5 @@
 import BrokerServer
+import BrokerSettings
 import Foundation
 import FuzzSupport
 

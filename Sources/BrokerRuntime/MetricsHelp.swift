@@ -1,3 +1,5 @@
+import BrokerServer
+
 /// `# HELP` lines for the broker's metric families.
 ///
 /// swift-metrics has no way to carry a help text to the registry, and swift-prometheus refuses a

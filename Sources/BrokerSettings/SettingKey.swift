@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import BrokerServer
 import Logging
 import NIOCore
 
@@ -31,8 +32,9 @@ public struct SettingKey: Sendable {
         case bool
         /// One of the listed words.
         case choice([String])
-        /// Several strings: a sequence in files, comma-separated in the environment, a repeated
-        /// flag on the command line.
+        /// Several strings: a sequence (YAML) or array (TOML) in files, a repeated flag on the
+        /// command line, elements separated by commas (or whitespace) in the environment
+        /// (`listElements(_:)`).
         case list
     }
 
@@ -42,6 +44,12 @@ public struct SettingKey: Sendable {
     public let help: String
     /// Placeholder for the value in `--help` and the docs.
     public let valueName: String
+    /// Whether the value is a credential (an API key, tokens): `broker config show` prints
+    /// `<redacted>` instead of it.
+    public let isSecret: Bool
+    /// For a list whose elements contain a comma of their own: whether a piece between
+    /// separators continues the element before it (`retain.override`'s `FILTER=N,AGE`).
+    let continuesElement: (@Sendable (Substring) -> Bool)?
     let apply: @Sendable (inout BrokerSettings, SettingValue) throws(SettingProblem) -> Void
     /// The current value, as it is written in a configuration file (empty when unset; a list's
     /// elements one per line).
@@ -57,12 +65,15 @@ public struct SettingKey: Sendable {
     public var defaultValue: String { read(BrokerSettings()) }
 
     init(
-        _ name: String, _ kind: Kind, valueName: String? = nil, help: String,
+        _ name: String, _ kind: Kind, valueName: String? = nil, secret: Bool = false,
+        continuesElement: (@Sendable (Substring) -> Bool)? = nil, help: String,
         apply: @escaping @Sendable (inout BrokerSettings, SettingValue) throws(SettingProblem) -> Void,
         read: @escaping @Sendable (BrokerSettings) -> String
     ) {
         self.name = name
         self.kind = kind
+        self.isSecret = secret
+        self.continuesElement = continuesElement
         self.help = help
         self.apply = apply
         self.read = read
@@ -116,13 +127,30 @@ public struct SettingKey: Sendable {
             }
             return .string(text)
         case .list:
-            return .list(text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            return .list(listElements(text))
         }
     }
 
     /// The longest duration a setting takes: about 31 years, well inside the ±292 years that
     /// 64-bit nanoseconds hold.
     public static let maxSeconds: Double = 1_000_000_000
+
+    /// The elements of a list written as one string (an environment variable, or a single string
+    /// in a file where a list goes): separated by commas, whitespace or both; empty pieces are
+    /// dropped. `a,b`, `a, b` and `a b` are the same two elements. Where an element has a comma
+    /// of its own (`retain.override`: `logs/#=100,3600`), a piece that cannot start an element
+    /// joins the one before it: `logs/#=100,3600,tmp/#=1` is two overrides.
+    public func listElements(_ text: String) -> [String] {
+        var elements: [String] = []
+        for piece in text.split(whereSeparator: { $0 == "," || $0.isWhitespace }) {
+            if let continuesElement, !elements.isEmpty, continuesElement(piece) {
+                elements[elements.count - 1] += "," + String(piece)
+            } else {
+                elements.append(String(piece))
+            }
+        }
+        return elements
+    }
 
     static func parseBytes(_ text: String) -> Int? {
         let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("B", 1)]
@@ -226,7 +254,9 @@ extension SettingKey {
             read: { String($0.journal.retention.maxBytes) }),
         SettingKey(
             "retain.override", .list, valueName: "filter=messages[,seconds]",
-            help: "Per-filter retention, first match wins: FILTER=MESSAGES[,AGE_SECONDS], e.g. 'logs/#=100,3600'. Repeat the flag for several.",
+            // FILTER=MESSAGES starts an override; the AGE_SECONDS after its comma has no '='.
+            continuesElement: { !$0.contains("=") },
+            help: "Per-filter retention, first match wins: FILTER=MESSAGES[,AGE_SECONDS], e.g. 'logs/#=100,3600'. Repeat the flag for several; in the environment, separate them with commas: 'logs/#=100,3600,tmp/#=1'.",
             apply: { settings, value throws(SettingProblem) in
                 settings.journal.retention.overrides = try list(value).map(parseRetentionOverride)
             },
@@ -304,11 +334,11 @@ extension SettingKey {
 
         // Authentication
         SettingKey(
-            "auth.api-key", .string, valueName: "key",
+            "auth.api-key", .string, valueName: "key", secret: true,
             help: "API key required on /api/* and /metrics (Authorization: Bearer KEY or X-API-Key: KEY); open when empty. Prefer the environment variable to a flag (flags show in ps).",
             apply: { $0.server.apiKey = string($1).isEmpty ? nil : string($1) }, read: { $0.server.apiKey ?? "" }),
         SettingKey(
-            "auth.client-tokens", .list, valueName: "token",
+            "auth.client-tokens", .list, valueName: "token", secret: true,
             help: "Tokens accepted on WebSocket upgrades (Authorization: Bearer TOKEN or ?token=TOKEN; the API key is accepted too); open when empty.",
             apply: { $0.server.clientTokens = list($1) }, read: { $0.server.clientTokens.joined(separator: "\n") }),
 

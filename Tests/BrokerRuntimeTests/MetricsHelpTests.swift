@@ -1,3 +1,4 @@
+import BrokerRuntime
 import BrokerServer
 import Prometheus
 import Testing

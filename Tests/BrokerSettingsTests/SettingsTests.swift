@@ -3,7 +3,9 @@ import Foundation
 import Logging
 import Testing
 
-@testable import BrokerServer
+import BrokerServer
+
+@testable import BrokerSettings
 
 /// The settings table and its sources: precedence, files, `config check`, the generated docs.
 @Suite struct SettingsTests {
@@ -192,6 +194,151 @@ import Testing
         ])
     }
 
+    /// Valid TOML that the hand-written reader before TOMLKit refused: an array over several
+    /// lines (with comments and a trailing comma), an inline table, a dotted key at the root, a
+    /// multi-line string, a hexadecimal integer and a \u escape.
+    @Test func tomlBeyondOneLineValues() throws {
+        let file = try write(
+            #"""
+            host = "0.0.0.0"
+            compression.level = 3                                  # a dotted key at the root
+            http = { max-batch-messages = 10, idle-timeout = 2.5 } # an inline table
+            echo-path = """
+            /echo"""
+            max-message-bytes = 0x8_0000
+            ws-path = "/w\u0073"
+
+            [retain]
+            max-messages = 1_500
+            override = [
+                "logs/#=10,60",   # logs: ten for a minute
+                'a/#=1',
+                "b/#=2,30",       # a trailing comma is allowed
+            ]
+
+            [auth]
+            client-tokens = [ "alpha",
+                              "beta" ]
+
+            [log]
+            format = "json"
+            """#, "broker.toml")
+        #expect(SettingsLoader.check(file).isEmpty, "\(SettingsLoader.check(file))")
+        let settings = try SettingsLoader.resolve(configFile: file, environment: [:], flags: [])
+        #expect(settings.server.host == "0.0.0.0")
+        #expect(settings.server.compressionLevel == 3)
+        #expect(settings.server.maxBatchMessages == 10)
+        #expect(settings.server.httpIdleTimeout == .milliseconds(2_500))
+        #expect(settings.server.echoPath == "/echo")
+        #expect(settings.server.maxMessageBytes == 524_288)
+        #expect(settings.server.webSocketPath == "/ws")
+        #expect(settings.journal.retention.maxMessagesPerTopic == 1_500)
+        #expect(settings.journal.retention.overrides.map(\.filter) == ["logs/#", "a/#", "b/#"])
+        #expect(settings.journal.retention.overrides[2].maxAge == .seconds(30))
+        #expect(settings.server.clientTokens == ["alpha", "beta"])
+        #expect(settings.logFormat == "json")
+    }
+
+    /// Problems in a TOML file name the line of their key, also after values that span lines
+    /// (TOMLKit keeps no positions; `TOMLKeyLines` finds them).
+    @Test func tomlProblemsNameTheirLines() throws {
+        let file = try write(
+            #"""
+            port = 1
+            [auth]
+            client-tokens = [
+              "x = 1",
+              """
+            not-a-key = 2
+            """,
+            ]
+            tokens = 3
+            [retain]
+            max-messages = -4
+            max-age = 1979-05-27
+            [http]
+            max-batch-messages = [1, 2]
+            """#, "lines.toml")
+        let problems = SettingsLoader.check(file)
+        #expect(problems.map { "\($0.source ?? ""): \($0.key)" } == [
+            "\(file):9: auth.tokens", "\(file):11: retain.max-messages", "\(file):12: retain.max-age",
+            "\(file):14: http.max-batch-messages",
+        ])
+        #expect(problems[0].message.contains("unknown key"))
+        #expect(problems[1].message.contains("at least 1"))
+        #expect(problems[2].message == "expected a value, got a date")
+        #expect(problems[3].message.contains("single value"))
+
+        // A file that is not TOML: the line (and column) TOMLKit reports, and what is wrong.
+        let unterminated = try write("port = 1\noverride = [\"a/#=1\",\nhost = \"x\"\n", "unterminated.toml")
+        let syntax = try #require(SettingsLoader.check(unterminated).first)
+        #expect(syntax.message.hasPrefix("not valid TOML: "))
+        #expect(syntax.message.contains("column"))
+        #expect(syntax.source?.hasPrefix("\(unterminated):") == true)
+        #expect(syntax.source != unterminated)
+        let duplicate = try write("port = 1\nhost = \"a\"\nport = 2\n", "duplicate.toml")
+        let redefined = try #require(SettingsLoader.check(duplicate).first)
+        #expect(redefined.source == "\(duplicate):3")
+        #expect(redefined.message.hasPrefix("not valid TOML: "))
+        do {
+            _ = try SettingsLoader.resolve(configFile: duplicate, environment: [:], flags: [])
+            Issue.record("a TOML file with a key defined twice was accepted")
+        } catch let error as SettingError {
+            #expect(error.description.hasPrefix("\(duplicate):3: config: not valid TOML: "))
+        }
+    }
+
+    /// A list in an environment variable: commas separate elements (as docs/configuration.md
+    /// says), whitespace too; a `retain.override` element keeps the comma before its age.
+    @Test func environmentListsAreCommaSeparated() throws {
+        let resolve = { (variables: [String: String]) in
+            try SettingsLoader.resolve(configFile: nil, environment: variables, flags: [])
+        }
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": "alpha,beta"]).server.clientTokens == ["alpha", "beta"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": " alpha, beta ,gamma "]).server.clientTokens == ["alpha", "beta", "gamma"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": "alpha beta"]).server.clientTokens == ["alpha", "beta"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": "alpha,,beta,"]).server.clientTokens == ["alpha", "beta"])
+        #expect(try resolve(["BROKER_AUTH_CLIENT_TOKENS": ""]).server.clientTokens == [])
+
+        let overrides = try resolve(["BROKER_RETAIN_OVERRIDE": "logs/#=100,3600,tmp/#=1,metrics/#=5, 60"])
+            .journal.retention.overrides
+        #expect(overrides.map(\.filter) == ["logs/#", "tmp/#", "metrics/#"])
+        #expect(overrides.map(\.maxMessagesPerTopic) == [100, 1, 5])
+        #expect(overrides.map(\.maxAge) == [.seconds(3600), nil, .seconds(60)])
+        #expect(try resolve(["BROKER_RETAIN_OVERRIDE": "logs/#=100,3600 tmp/#=1"]).journal.retention.overrides.count == 2)
+        // An age with no override before it is an error, not a silent drop.
+        #expect(throws: SettingError.self) { try resolve(["BROKER_RETAIN_OVERRIDE": "3600,logs/#=1"]) }
+
+        // The same rule for a single string where a file expects a list.
+        let file = try write("auth:\n  client-tokens: alpha,beta\n", "tokens.yaml")
+        #expect(try SettingsLoader.resolve(configFile: file, environment: [:], flags: []).server.clientTokens == ["alpha", "beta"])
+        // And what the generated reference says.
+        #expect(SettingsReference.markdown().contains("`BROKER_AUTH_CLIENT_TOKENS=alpha,beta`"))
+    }
+
+    /// `broker config show` prints no credential: the API key and each client token show as
+    /// `<redacted>`; unset ones as empty, so the output still tells what is set.
+    @Test func showRedactsSecrets() throws {
+        let settings = try SettingsLoader.resolve(
+            configFile: nil,
+            environment: ["BROKER_AUTH_API_KEY": "s3cret-api-key", "BROKER_AUTH_CLIENT_TOKENS": "tok-one,tok-two"],
+            flags: SettingsLoader.fromFlags(["--port", "9"]))
+        let yaml = SettingsReference.yaml(settings)
+        #expect(!yaml.contains("s3cret"))
+        #expect(!yaml.contains("tok-"))
+        #expect(yaml.contains("auth:\n  api-key: \"<redacted>\"\n  client-tokens: [\"<redacted>\", \"<redacted>\"]\n"))
+        #expect(yaml.contains("port: \"9\"\n"))  // everything else as it is
+
+        let unset = SettingsReference.yaml(BrokerSettings())
+        #expect(unset.contains("auth:\n  api-key: \"\"\n  client-tokens: []\n"))
+
+        // Every setting that names a credential is marked secret, and only those.
+        let secretLike = ["api-key", "token", "secret", "password", "passphrase"]
+        for key in SettingKey.all {
+            #expect(key.isSecret == secretLike.contains { key.name.contains($0) }, "\(key.name)")
+        }
+    }
+
     @Test func showPrintsTheEffectiveSettings() throws {
         var settings = BrokerSettings()
         try SettingsLoader.apply(try SettingsLoader.fromFlags(["--port", "9", "--retain-override", "a/#=1,5"]), to: &settings)
@@ -227,14 +374,5 @@ import Testing
             #expect(settings.server.maxBatchBytes == 4 << 20)
             #expect(settings.resolvedServer.tls?.privateKeyPath == "/etc/broker/key.pem")
         }
-    }
-
-    @Test func jsonLogLines() throws {
-        let line = JSONLogHandler.format(
-            level: .notice, message: "retained \"messages\" cleared", metadata: ["filter": "a/#", "count": "3"], label: "broker",
-            date: Date(timeIntervalSince1970: 1_700_000_000.25))
-        #expect(line == #"{"ts":"2023-11-14T22:13:20.250Z","level":"notice","label":"broker","msg":"retained \"messages\" cleared","count":"3","filter":"a/#"}"# + "\n")
-        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
-        #expect(object?["filter"] == "a/#")
     }
 }

@@ -1,4 +1,5 @@
 import BrokerJournal
+import BrokerServer
 import NIOCore
 
 /// Everything `broker serve` can be told, resolved from defaults, a configuration file, the
