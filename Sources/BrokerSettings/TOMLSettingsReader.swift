@@ -12,6 +12,15 @@ struct TOMLSettingsReader {
     let path: String
 
     func read(_ text: String) throws(SettingError) -> ([SettingAssignment], [SettingError]) {
+        let lines = TOMLKeyLines(text)
+        // toml++ asserts (and aborts the process) on a table header with no key after its
+        // bracket (`[` then a line end, a dot or a comment), found by Fuzz/ FuzzSettings: refuse
+        // those before it sees them.
+        if let line = lines.namelessHeaderLine {
+            throw SettingError(
+                key: "config", source: "\(path):\(line)",
+                message: "not valid TOML: a table header needs a key after '['")
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -23,7 +32,6 @@ struct TOMLSettingsReader {
         } catch {
             throw SettingError(key: "config", source: path, message: "not valid TOML: \(error)")
         }
-        let lines = TOMLKeyLines(text)
         var assignments: [SettingAssignment] = []
         var problems: [SettingError] = []
         walk(root, prefix: "", lines: lines, into: &assignments, problems: &problems)
@@ -83,11 +91,13 @@ struct TOMLSettingsReader {
 }
 
 /// Where each key and table header of a TOML document is written (1-based lines, by dotted
-/// name), for messages. Only run on text that TOMLKit has parsed, so it needs to follow the
+/// name), for messages, and spots the table headers TOMLKit must not see. It needs to follow the
 /// syntax only as far as telling keys from what is inside strings and arrays; a key it cannot
 /// place (one inside an inline table) gets the line of the nearest enclosing key it can.
 struct TOMLKeyLines {
     private var lines: [String: Int] = [:]
+    /// The first table header with no key after its bracket, which TOMLKit must not be given.
+    private(set) var namelessHeaderLine: Int?
 
     init(_ text: String) {
         var prefix = ""
@@ -113,6 +123,7 @@ struct TOMLKeyLines {
             if trimmed.hasPrefix("[") {
                 let isArrayOfTables = trimmed.hasPrefix("[[")
                 let inside = trimmed.dropFirst(isArrayOfTables ? 2 : 1)
+                if namelessHeaderLine == nil, !Self.startsWithKey(inside) { namelessHeaderLine = number }
                 let name = Self.dottedName(inside.prefix { $0 != "]" })
                 record(name, number)
                 prefix = name.isEmpty ? "" : name + "."
@@ -122,6 +133,13 @@ struct TOMLKeyLines {
             record(prefix + Self.dottedName(trimmed[..<equals]), number)
             (arrayDepth, openMultilineString) = Self.scanValue(trimmed[trimmed.index(after: equals)...], depth: 0)
         }
+    }
+
+    /// Whether `text`, after blanks, starts a key: a bare key character or a quote.
+    static func startsWithKey(_ text: Substring) -> Bool {
+        guard let first = text.first(where: { $0 != " " && $0 != "\t" }) else { return false }
+        return first == "\"" || first == "'" || first == "_" || first == "-"
+            || (first.isASCII && (first.isLetter || first.isNumber))
     }
 
     private mutating func record(_ name: String, _ line: Int) {

@@ -241,6 +241,19 @@ import BrokerServer
 
     /// Problems in a TOML file name the line of their key, also after values that span lines
     /// (TOMLKit keeps no positions; `TOMLKeyLines` finds them).
+    /// toml++ asserts and aborts the process on these (found by Fuzz/ FuzzSettings): each must be
+    /// an error with its line, and the process must live on.
+    @Test(arguments: ["port = 1\n[\nn", "[\n", "[ \n", "[.a]\n", "[[\n", "[ # x\n", "port = 1\n[", "[[ .a]]\n"])
+    func tomlHeadersWithoutAKeyAreRefused(_ text: String) throws {
+        let file = try write(text, "nameless.toml")
+        let problem = try #require(SettingsLoader.check(file).first)
+        #expect(problem.message.hasPrefix("not valid TOML: "))
+        #expect(problem.source?.hasPrefix("\(file):") == true)
+        // Valid headers of every form still load.
+        let valid = try write("[auth]\n[ \"retain\" ]\n['http']\n", "headers.toml")
+        #expect(SettingsLoader.check(valid).isEmpty)
+    }
+
     @Test func tomlProblemsNameTheirLines() throws {
         let file = try write(
             #"""
