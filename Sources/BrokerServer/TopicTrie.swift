@@ -12,7 +12,7 @@ import BrokerProtocol
 /// `package`: the microbenchmarks (Benchmarks/TopicMatching) drive it directly.
 package final class TopicTrie<Subscriber: AnyObject> {
     final class Node {
-        var children: [TopicLevelKey: Node] = [:]
+        var children: [BytewiseKey: Node] = [:]
         var plus: Node?
         /// Subscribers of the filter ending with `#` at this node.
         var hashSubscribers: [Subscriber] = []
@@ -42,11 +42,11 @@ package final class TopicTrie<Subscriber: AnyObject> {
             if level == "+" {
                 if node.plus == nil { node.plus = Node() }
                 node = node.plus!
-            } else if let child = node.children[TopicLevelKey(level)] {
+            } else if let child = node.children[BytewiseKey(level)] {
                 node = child
             } else {
                 let child = Node()
-                node.children[TopicLevelKey(level)] = child
+                node.children[BytewiseKey(level)] = child
                 node = child
             }
         }
@@ -77,9 +77,9 @@ package final class TopicTrie<Subscriber: AnyObject> {
             if child.isEmpty { node.plus = nil }
             return removed
         }
-        guard let child = node.children[TopicLevelKey(level)] else { return false }
+        guard let child = node.children[BytewiseKey(level)] else { return false }
         let removed = remove(rest, subscriber, from: child)
-        if child.isEmpty { node.children[TopicLevelKey(level)] = nil }
+        if child.isEmpty { node.children[BytewiseKey(level)] = nil }
         return removed
     }
 
@@ -109,19 +109,21 @@ package final class TopicTrie<Subscriber: AnyObject> {
             return
         }
         let rest = levels.dropFirst()
-        if let child = node.children[TopicLevelKey(level)] { visit(child, rest, isRoot: false, reserved: reserved, body) }
+        if let child = node.children[BytewiseKey(level)] { visit(child, rest, isRoot: false, reserved: reserved, body) }
         if wildcardsAllowed, let plus = node.plus { visit(plus, rest, isRoot: false, reserved: reserved, body) }
     }
 }
 
-/// One level of a topic as the trie keys it: equal when the UTF-8 bytes are equal (a
-/// `Substring` key would use Unicode canonical equivalence).
-struct TopicLevelKey: Hashable {
+/// A topic, filter or level as the broker keys it: equal when the UTF-8 bytes are equal. A
+/// `String` or `Substring` key would use Unicode canonical equivalence, so `café` precomposed and
+/// `cafe` + U+0301 would share one entry though they are two topics on the wire.
+struct BytewiseKey: Hashable {
     let text: Substring
 
     init(_ text: Substring) { self.text = text }
+    init(_ text: String) { self.text = text[...] }
 
-    static func == (lhs: TopicLevelKey, rhs: TopicLevelKey) -> Bool {
+    static func == (lhs: BytewiseKey, rhs: BytewiseKey) -> Bool {
         lhs.text.utf8.elementsEqual(rhs.text.utf8)
     }
 

@@ -91,14 +91,14 @@ extension WebSocketConnection {
 
     func subscribe(_ request: SubscribeRequest, id: RequestID?) {
         let filter = request.filter
-        if !filters.contains(filter) {
+        if !filters.contains(BytewiseKey(filter)) {
             guard filters.count < broker.configuration.maxSubscriptionsPerConnection else {
                 sendError(RequestError(
                     .tooManySubscriptions,
                     "at most \(broker.configuration.maxSubscriptionsPerConnection) subscriptions per connection", id: id))
                 return
             }
-            filters.insert(filter)
+            filters.insert(BytewiseKey(filter))
             shard.subscribe(self, to: filter)
         }
 
@@ -125,7 +125,7 @@ extension WebSocketConnection {
     }
 
     func unsubscribe(_ filter: String, id: RequestID?) {
-        if filters.remove(filter) != nil {
+        if filters.remove(BytewiseKey(filter)) != nil {
             shard.unsubscribe(self, from: filter)
         }
         sendControl { ServerMessageEncoder.unsubscribed(topic: filter, id: id, into: &$0) }

@@ -64,8 +64,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     private var lastInbound = NIODeadline.uptimeNanoseconds(0)
     private var pingSentAt: NIODeadline?
 
-    /// Filters this connection subscribes to.
-    var filters: Set<String> = []
+    /// Filters this connection subscribes to, byte for byte as the trie holds them.
+    var filters: Set<BytewiseKey> = []
 
     /// Publishes of this connection handed to the journal writer and not yet completed. While
     /// any is outstanding, live publishes are sequenced through the writer too, so that one
@@ -146,7 +146,7 @@ final class WebSocketConnection: ChannelInboundHandler {
         closeTimer = nil
         slowConsumerTimer?.cancel()
         slowConsumerTimer = nil
-        for filter in filters { shard.unsubscribe(self, from: filter) }
+        for filter in filters { shard.unsubscribe(self, from: String(filter.text)) }
         filters.removeAll()
         deferredRequests.removeAll()
         heldBack.removeAll()

@@ -123,6 +123,36 @@ import Testing
         #expect(harness.broker.shards[0].subscriptionCount == 0)
     }
 
+    /// `café` precomposed (U+00E9) and `cafe` + U+0301 are two filters on the wire. The
+    /// connection's own set of filters once used `String` equality (canonical equivalence): the
+    /// second subscribe was taken for a repeat and never reached the trie, and unsubscribing it
+    /// removed the first from the set while the trie kept it, so the connection went on
+    /// receiving a topic it had left.
+    @Test func canonicallyEquivalentFiltersAreTwoSubscriptions() throws {
+        let harness = try Harness()
+        _ = try harness.written()
+        let precomposed = "caf\u{00E9}", decomposed = "cafe\u{0301}"
+        for filter in [decomposed, precomposed] {
+            try harness.sendText(#"{"op":"subscribe","topic":"\#(filter)","history":0}"#)
+        }
+        #expect(try harness.texts().count == 2)
+        #expect(harness.broker.shards[0].subscriptionCount == 2)
+        for topic in [precomposed, decomposed] {
+            try harness.sendText(#"{"op":"publish","topic":"\#(topic)","data":1}"#)
+        }
+        #expect(try harness.texts().count == 2)
+
+        for filter in [precomposed, decomposed] {
+            try harness.sendText(#"{"op":"unsubscribe","topic":"\#(filter)"}"#)
+        }
+        #expect(try harness.texts().count == 2)
+        #expect(harness.broker.shards[0].subscriptionCount == 0)
+        for topic in [precomposed, decomposed] {
+            try harness.sendText(#"{"op":"publish","topic":"\#(topic)","data":2}"#)
+        }
+        #expect(try harness.texts().isEmpty)
+    }
+
     @Test func pingFrameIsAnsweredWithPongCarryingThePayload() throws {
         let harness = try Harness()
         _ = try harness.written()
