@@ -200,8 +200,13 @@ enum JournalQueries {
             isBinary: row[payloadColumn + 1], timestampMilliseconds: row[payloadColumn + 2])
     }
 
-    /// Whether any topic matching `filter` had a message after `offset` removed.
+    /// Whether any topic matching `filter` had a message after `offset` removed. The topics whose
+    /// rows retention deleted are no longer known by name: a `forgotten_through` after `offset`
+    /// answers true for every filter (it is older than every message kept, so only a client
+    /// resuming from before the journal's oldest message can be told so without cause).
     static func prunedAfter(_ offset: UInt64, filter: String, _ db: Database) throws -> Bool {
+        let forgotten = try Int64.fetchOne(db, sql: "SELECT forgotten_through FROM meta") ?? 0
+        if forgotten > Int64(clamping: offset) { return true }
         var found = false
         try TopicSelection(filter: filter).forEach(db, where: "pruned_through > ?", arguments: [Int64(clamping: offset)]) { _, _ in
             found = true

@@ -66,6 +66,11 @@ public final class SQLiteJournal: Journal {
         do {
             try Schema.migrate(pool, path: path)
             meta = try pool.read(JournalMeta.load)
+            if try pool.read({ try Int.fetchOne($0, sql: "PRAGMA auto_vacuum") }) != 2 {
+                // Made by a broker before incremental auto-vacuum: retention frees pages for reuse,
+                // but the file keeps the largest size it reached.
+                logger.notice("journal file does not shrink after retention; to enable it, stop the broker and run: sqlite3 \(path) 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'", metadata: ["path": "\(path)"])
+            }
             checkpointer = try WALCheckpointer(
                 path: path, configuration: Schema.configuration(durability: configuration.durability), logger: logger)
             pool.writeWithoutTransaction { checkpointer.install(on: $0) }

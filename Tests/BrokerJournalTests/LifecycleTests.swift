@@ -140,7 +140,7 @@ import Glibc
         // A migration this build does not know is refused the same way.
         try await DatabaseQueue(path: directory + "/journal.sqlite").write { db in
             try db.execute(sql: "UPDATE meta SET schema_version = 1")
-            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v2')")
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v3')")
         }
         #expect(throws: JournalError.self) { _ = try SQLiteJournal.open(directory: directory, logger: quietLogger) }
     }
