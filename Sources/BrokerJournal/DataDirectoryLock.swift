@@ -23,10 +23,11 @@ final class DataDirectoryLock: Sendable {
     /// Takes the lock without waiting; `.locked` if another open file description holds it.
     static func acquire(directory: String) throws(JournalError) -> DataDirectoryLock {
         let path = directory + "/broker.lock"
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, DataDirectory.fileMode)
         guard descriptor >= 0 else {
             throw .unusable("cannot open \(path): \(String(cString: strerror(errno)))")
         }
+        fchmod(descriptor, DataDirectory.fileMode)  // also a lock file left by an older broker
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
             close(descriptor)

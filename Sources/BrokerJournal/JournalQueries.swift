@@ -7,11 +7,23 @@ import NIOCore
 enum JournalQueries {
     /// One page of a replay; see `ReplayQuery`.
     ///
-    /// An exact filter reads its topic's index range. A wildcard filter walks the messages in
-    /// offset order from the page's start and keeps those whose topic matches (decided once per
-    /// topic per page), so a whole replay walks the range once and a page holds at most `limit`
-    /// records in memory. `.history(N)` keeps a record only if it is among the newest N of its
-    /// topic up to `upTo` (the topic's N-th newest offset is looked up once per page).
+    /// An exact filter reads its topic's index range. A wildcard filter first resolves to the
+    /// topics it matches (`TopicSelection`, on the small `topics` table): none, and the page is
+    /// empty without reading a message. Otherwise the page is read one of two ways, whose results
+    /// are the same:
+    /// - walking the messages in offset order from the page's start, keeping those of matching
+    ///   topics (`walkedPage`): one row per row walked, the cheapest when the matching topics
+    ///   hold most of the range;
+    /// - reading each matching topic's offsets through the `(topic_id, offset)` index and
+    ///   merging them (`mergedTopicsPage`): a few seeks (`seekCost` rows each) per matching topic,
+    ///   whatever lies between their messages.
+    /// The walk goes first but may take only as many rows as the merge would cost; if that does
+    /// not fill the page, the merge reads the rest of it from where the walk stopped. So a page
+    /// costs at most about twice the cheaper of the two, never a walk through messages of other
+    /// topics longer than the matching topics' seeks would take. (When the filter matches more
+    /// topics than the range holds offsets, the walk has no budget: it cannot cost more than the
+    /// merge.) `.history(N)` keeps a record only if it is among the newest N of its topic up to
+    /// `upTo` (the topic's N-th newest offset is looked up once per page).
     static func replayPage(_ query: ReplayQuery, _ db: Database) throws -> ReplayPage {
         let limit = max(1, query.limit)
         var lower = query.after
@@ -23,28 +35,20 @@ enum JournalQueries {
             newest = count
         }
         guard lower < query.upTo else { return ReplayPage(records: [], isLast: true) }
-        let upTo = Int64(clamping: query.upTo)
-        let threshold = try db.cachedStatement(sql: """
-            SELECT offset FROM messages WHERE topic_id = ? AND offset <= ? ORDER BY offset DESC LIMIT 1 OFFSET ?
-            """)
-        /// The lowest offset of `topic` that the selection keeps.
-        func keptFrom(_ topic: Int64) throws -> Int64 {
-            guard let newest else { return 0 }
-            return try Int64.fetchOne(threshold, arguments: [topic, upTo, newest - 1]) ?? 0
-        }
+        let page = PageBounds(lower: Int64(clamping: lower), upTo: Int64(clamping: query.upTo), limit: limit, newest: newest)
 
-        var records: [RetainedRecord] = []
         if !Topic.isWildcard(query.filter) {
             guard let topic = try Int64.fetchOne(
                 try db.cachedStatement(sql: "SELECT id FROM topics WHERE name = ?"), arguments: [query.filter])
             else { return ReplayPage(records: [], isLast: true) }
-            let from = max(Int64(clamping: lower) + 1, try keptFrom(topic))
+            let from = max(page.lower + 1, try page.keptFrom(topic, db))
             let rows = try Row.fetchCursor(
                 try db.cachedStatement(sql: """
                     SELECT offset, payload, is_binary, timestamp_ms FROM messages
                     WHERE topic_id = ? AND offset >= ? AND offset <= ? ORDER BY offset LIMIT ?
                     """),
-                arguments: [topic, from, upTo, limit + 1])
+                arguments: [topic, from, page.upTo, limit + 1])
+            var records: [RetainedRecord] = []
             while let row = try rows.next() {
                 if records.count == limit { return ReplayPage(records: records, isLast: false) }
                 records.append(try record(row, topic: query.filter, payloadColumn: 1))
@@ -52,31 +56,137 @@ enum JournalQueries {
             return ReplayPage(records: records, isLast: true)
         }
 
+        // As many matching topics as seeking each costs no more than walking the range.
+        let maxTopics = Int(clamping: (page.upTo - page.lower) / seekCost)
+        var topics: [(id: Int64, name: String)] = []
+        var tooMany = false
+        try TopicSelection(filter: query.filter).forEach(db) { id, name in
+            if topics.count == maxTopics {
+                tooMany = true
+                return false
+            }
+            topics.append((id, name))
+            return true
+        }
+        if tooMany {
+            let name = try db.cachedStatement(sql: "SELECT name FROM topics WHERE id = ?")
+            return try walkedPage(page, rowBudget: nil, db) { id in
+                let topicName = try String.fetchOne(name, arguments: [id]) ?? ""
+                return Topic.matches(filter: query.filter, name: topicName) ? topicName : nil
+            }.page
+        }
+        guard !topics.isEmpty else { return ReplayPage(records: [], isLast: true) }
+        let names = Dictionary(topics.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let walked = try walkedPage(page, rowBudget: topics.count * Int(seekCost), db) { names[$0] }
+        guard let stoppedAt = walked.stoppedAt else { return walked.page }
+        var rest = page
+        rest.lower = stoppedAt
+        rest.limit = limit - walked.page.records.count
+        let merged = try mergedTopicsPage(topics, rest, db)
+        return ReplayPage(records: walked.page.records + merged.records, isLast: merged.isLast)
+    }
+
+    /// What one SQLite index seek costs, in rows walked in offset order (an estimate that only
+    /// chooses between two plans whose results are the same).
+    static let seekCost: Int64 = 16
+
+    /// A page's bounds, in SQLite's integers.
+    struct PageBounds {
+        /// Exclusive.
+        var lower: Int64
+        /// Inclusive.
+        var upTo: Int64
+        var limit: Int
+        /// `.history(N)`'s N; nil for `since`.
+        var newest: Int?
+
+        /// The lowest offset of `topic` that the selection keeps.
+        func keptFrom(_ topic: Int64, _ db: Database) throws -> Int64 {
+            guard let newest else { return 0 }
+            return try Int64.fetchOne(
+                try db.cachedStatement(sql: """
+                    SELECT offset FROM messages WHERE topic_id = ? AND offset <= ? ORDER BY offset DESC LIMIT 1 OFFSET ?
+                    """),
+                arguments: [topic, upTo, newest - 1]) ?? 0
+        }
+    }
+
+    /// A wildcard page read topic by topic through the `(topic_id, offset)` index: each topic's
+    /// lowest offsets in the page's range (only those below the page's current `limit + 1`-th
+    /// lowest, so later topics read less), merged; then the `limit` lowest records by offset.
+    static func mergedTopicsPage(_ topics: [(id: Int64, name: String)], _ page: PageBounds, _ db: Database) throws -> ReplayPage {
+        let keep = page.limit + 1  // one more than the page: whether a next page exists
+        /// Offsets found so far, with their topic's index; cut back to the `keep` lowest whenever
+        /// it holds twice that, which lowers the ceiling for the topics read after.
+        var lowest: [(offset: Int64, topic: Int)] = []
+        var ceiling = page.upTo
+        func cut() {
+            lowest.sort { $0.offset < $1.offset }
+            if lowest.count >= keep {
+                lowest.removeLast(lowest.count - keep)
+                ceiling = lowest[keep - 1].offset - 1
+            }
+        }
+        let offsets = try db.cachedStatement(sql: """
+            SELECT offset FROM messages WHERE topic_id = ? AND offset >= ? AND offset <= ? ORDER BY offset LIMIT ?
+            """)
+        for (index, topic) in topics.enumerated() {
+            let from = max(page.lower + 1, try page.keptFrom(topic.id, db))
+            guard from <= ceiling else { continue }
+            let cursor = try Int64.fetchCursor(offsets, arguments: [topic.id, from, ceiling, keep])
+            while let offset = try cursor.next() { lowest.append((offset, index)) }
+            if lowest.count >= 2 * keep { cut() }
+        }
+        cut()
+        let byOffset = try db.cachedStatement(sql: """
+            SELECT offset, payload, is_binary, timestamp_ms FROM messages WHERE offset = ?
+            """)
+        var records: [RetainedRecord] = []
+        records.reserveCapacity(min(page.limit, lowest.count))
+        for entry in lowest.prefix(page.limit) {
+            guard let row = try Row.fetchOne(byOffset, arguments: [entry.offset]) else { continue }
+            records.append(try record(row, topic: topics[entry.topic].name, payloadColumn: 1))
+        }
+        return ReplayPage(records: records, isLast: lowest.count <= page.limit)
+    }
+
+    /// A wildcard page read by walking the messages in offset order from the page's start and
+    /// keeping those of the topics `matching` names (asked once per topic per page), so a whole
+    /// replay walks the range once and a page holds at most `limit` records in memory. With a
+    /// `rowBudget`, the walk stops after that many rows with the page not full, and says at which
+    /// offset (`stoppedAt`: every matching record up to it is in the page).
+    static func walkedPage(
+        _ page: PageBounds, rowBudget: Int?, _ db: Database, matching: (Int64) throws -> String?
+    ) throws -> (page: ReplayPage, stoppedAt: Int64?) {
         /// Per topic id: its name and lowest kept offset when it matches, nil when it does not.
         var topics: [Int64: (name: String, keptFrom: Int64)?] = [:]
-        let name = try db.cachedStatement(sql: "SELECT name FROM topics WHERE id = ?")
+        var records: [RetainedRecord] = []
+        var walked = 0
         let rows = try Row.fetchCursor(
             try db.cachedStatement(sql: """
                 SELECT offset, topic_id, payload, is_binary, timestamp_ms FROM messages
                 WHERE offset > ? AND offset <= ? ORDER BY offset
                 """),
-            arguments: [Int64(clamping: lower), upTo])
+            arguments: [page.lower, page.upTo])
+        var last = page.lower
         while let row = try rows.next() {
             let offset: Int64 = row[0], topicID: Int64 = row[1]
+            if let rowBudget, walked == rowBudget { return (ReplayPage(records: records, isLast: false), last) }
+            walked += 1
             let topic: (name: String, keptFrom: Int64)?
             if let known = topics[topicID] {
                 topic = known
             } else {
-                let topicName = try String.fetchOne(name, arguments: [topicID]) ?? ""
-                topic = Topic.matches(filter: query.filter, name: topicName)
-                    ? (topicName, try keptFrom(topicID)) : nil
+                topic = try matching(topicID).map { ($0, try page.keptFrom(topicID, db)) }
                 topics[topicID] = topic
             }
-            guard let topic, offset >= topic.keptFrom else { continue }
-            if records.count == limit { return ReplayPage(records: records, isLast: false) }
-            records.append(try record(row, topic: topic.name, payloadColumn: 2))
+            if let topic, offset >= topic.keptFrom {
+                if records.count == page.limit { return (ReplayPage(records: records, isLast: false), nil) }
+                records.append(try record(row, topic: topic.name, payloadColumn: 2))
+            }
+            last = offset
         }
-        return ReplayPage(records: records, isLast: true)
+        return (ReplayPage(records: records, isLast: true), nil)
     }
 
     /// Builds a record from `offset, …, payload, is_binary, timestamp_ms` with payload at `payloadColumn`.
@@ -90,8 +200,13 @@ enum JournalQueries {
             isBinary: row[payloadColumn + 1], timestampMilliseconds: row[payloadColumn + 2])
     }
 
-    /// Whether any topic matching `filter` had a message after `offset` removed.
+    /// Whether any topic matching `filter` had a message after `offset` removed. The topics whose
+    /// rows retention deleted are no longer known by name: a `forgotten_through` after `offset`
+    /// answers true for every filter (it is older than every message kept, so only a client
+    /// resuming from before the journal's oldest message can be told so without cause).
     static func prunedAfter(_ offset: UInt64, filter: String, _ db: Database) throws -> Bool {
+        let forgotten = try Int64.fetchOne(db, sql: "SELECT forgotten_through FROM meta") ?? 0
+        if forgotten > Int64(clamping: offset) { return true }
         var found = false
         try TopicSelection(filter: filter).forEach(db, where: "pruned_through > ?", arguments: [Int64(clamping: offset)]) { _, _ in
             found = true

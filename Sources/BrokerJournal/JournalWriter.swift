@@ -318,20 +318,23 @@ final class JournalWriter: @unchecked Sendable {
             try pool.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
                     report = try pruner.pass(db, now: configuration.clock(), meta: &next)
-                    guard report.removed > 0 else { return .rollback }
+                    guard report.removed > 0 || !report.droppedTopics.isEmpty else { return .rollback }
                     try next.save(db)
                     return .commit
                 }
             }
             meta = next
+            for name in report.droppedTopics { topicIDs[name] = nil }
         } catch {
+            report.droppedTopics.removeAll()
             pruner.reset()
             logger.error("journal retention pass failed", metadata: ["error": "\(Schema.reason(error))"])
         }
-        if report.removed > 0 {
+        if report.removed > 0 || !report.droppedTopics.isEmpty {
             logger.info("journal pruned retained messages", metadata: [
                 "by_count": "\(report.byCount)", "by_age": "\(report.byAge)", "by_bytes": "\(report.byBytes)",
                 "bytes": "\(report.bytes)", "pruned_total": "\(meta.prunedMessages)",
+                "topics_dropped": "\(report.droppedTopics.count)",
             ])
         }
         nextPrune = ContinuousClock.now + (report.hasMore ? .milliseconds(5) : configuration.pruneInterval)

@@ -9,8 +9,19 @@ import GRDB
 ///   lowered limit applies to quiet topics too);
 /// - age: walks the oldest messages, removing those older than their topic's `maxAge`, and stops at
 ///   the first message younger than the shortest age limit;
-/// - bytes: while the payload bytes exceed `maxBytes`, removes the oldest messages journal-wide.
+/// - bytes: while the database's pages in use (`StorageUsage`: every table and index, not only
+///   payloads) exceed `maxBytes`, removes the oldest messages journal-wide: as many as the excess
+///   holds at the journal's current bytes per message, then the next pass measures again. Free
+///   pages past a slack of `maxBytes / 16` are handed back to the file system
+///   (`PRAGMA incremental_vacuum`) in journals created with `auto_vacuum = INCREMENTAL`.
 /// Removing a message raises its topic's `pruned_through` and counts in `pruned_messages`.
+///
+/// A topic with no messages left loses its `topics` row once nothing up to its `pruned_through`
+/// is left in the journal (every offset it could report as pruned is older than the oldest kept
+/// message); `meta.forgotten_through` keeps the highest such `pruned_through`, so `prunedAfter`
+/// still answers for it. Candidates are the topics a pass or a clear emptied, checked in the same
+/// pass, and a slow sweep over every topic (`emptySweepPerPass` per pass) catches the rest. A dropped
+/// topic's id is forgotten by the caches here and in the writer (an id can be reused).
 ///
 /// Not thread-safe: owned and used by the writer thread only.
 final class Pruner {
@@ -20,6 +31,8 @@ final class Pruner {
         var byAge = 0
         var byBytes = 0
         var bytes: Int64 = 0
+        /// Names of the topics whose rows were deleted (no messages left).
+        var droppedTopics: [String] = []
         /// The pass stopped at one of its bounds; another should follow soon.
         var hasMore = false
 
@@ -35,11 +48,20 @@ final class Pruner {
     private let maxRemovalsPerPass = 4_096
     private let topicsPerPass = 256
     private let rowsScannedPerPass = 4_096
+    /// Topics the sweep for empty ones checks per pass (two index seeks each).
+    private let emptySweepPerPass = 64
 
-    /// Topics appended to since their last count check, in first-dirtied order.
-    private var dirty: [(id: Int64, name: String)] = []
+    /// Topics appended to since their last count check, in first-dirtied order (an id whose
+    /// entry in `dirtyNames` is gone was dropped meanwhile and is skipped).
+    private var dirty: [Int64] = []
     private var dirtyHead = 0
-    private var dirtyIDs: Set<Int64> = []
+    private var dirtyNames: [Int64: String] = [:]
+    /// Topics a removal or a clear may have emptied, checked for dropping by the next pass.
+    private var emptied: Set<Int64> = []
+    /// Where the sweep for empty topics resumes (topic id); it wraps around.
+    private var emptySweepAfter: Int64 = 0
+    /// The journal's auto_vacuum mode is INCREMENTAL; read at the first pass.
+    private var incrementalVacuum: Bool?
     /// Where the startup sweep over all topics stands (topic id); nil once done.
     private var sweepAfter: Int64? = 0
     /// Where the age walk resumes (offset), past messages kept by a longer per-filter age.
@@ -57,7 +79,7 @@ final class Pruner {
     }
 
     /// Whether a pass has known work beyond the periodic age and bytes checks.
-    var hasPendingTopics: Bool { dirtyHead < dirty.count || sweepAfter != nil }
+    var hasPendingTopics: Bool { dirtyHead < dirty.count || sweepAfter != nil || !emptied.isEmpty }
 
     /// Records `count` appends to a topic (in the writer's open transaction); a coming pass checks
     /// the topic's count unless it is known to be within the topic's limit.
@@ -69,13 +91,15 @@ final class Pruner {
         markDirty(topicID: topicID, name: name)
     }
 
-    /// Records that a topic's messages were all deleted (in the writer's open transaction).
+    /// Records that a topic's messages were all deleted (in the writer's open transaction); the
+    /// next pass may drop its row.
     func noteCleared(topicID: Int64) {
         if counts[topicID] != nil { counts[topicID] = 0 }
+        emptied.insert(topicID)
     }
 
     private func markDirty(topicID: Int64, name: String) {
-        if dirtyIDs.insert(topicID).inserted { dirty.append((topicID, name)) }
+        if dirtyNames.updateValue(name, forKey: topicID) == nil { dirty.append(topicID) }
     }
 
     /// Runs one bounded pass inside the caller's transaction and updates `meta`'s counters.
@@ -84,12 +108,14 @@ final class Pruner {
         var victims: [Int64: Victim] = [:]
         try pruneByCount(db, victims: &victims, report: &report)
         try pruneByAge(db, now: now, victims: &victims, report: &report)
-        try pruneByBytes(db, payloadBytes: meta.payloadBytes, victims: &victims, report: &report)
+        try pruneByBytes(db, messageCount: meta.messageCount, victims: &victims, report: &report)
         try remove(victims, db)
         report.bytes = victims.values.reduce(0) { $0 + $1.bytes }
         meta.messageCount -= victims.count
         meta.payloadBytes -= report.bytes
         meta.prunedMessages += victims.count
+        try dropEmptyTopics(db, report: &report)
+        try releaseFreePages(db, report: &report)
         return report
     }
 
@@ -98,6 +124,14 @@ final class Pruner {
         ageScanAfter = 0
         limitsByTopic.removeAll()
         counts.removeAll()
+    }
+
+    /// Forgets everything known about a topic whose row was deleted.
+    private func forget(topicID: Int64) {
+        counts[topicID] = nil
+        limitsByTopic[topicID] = nil
+        dirtyNames[topicID] = nil
+        emptied.remove(topicID)
     }
 
     /// The topic's message count, counted now if not known.
@@ -121,15 +155,14 @@ final class Pruner {
     }
 
     private func nextTopicToCheck(_ db: Database) throws -> (id: Int64, name: String)? {
-        if dirtyHead < dirty.count {
-            let topic = dirty[dirtyHead]
+        while dirtyHead < dirty.count {
+            let id = dirty[dirtyHead]
             dirtyHead += 1
-            dirtyIDs.remove(topic.id)
             if dirtyHead == dirty.count || dirtyHead >= 4_096 {
                 dirty.removeFirst(dirtyHead)
                 dirtyHead = 0
             }
-            return topic
+            if let name = dirtyNames.removeValue(forKey: id) { return (id, name) }
         }
         guard let after = sweepAfter else { return nil }
         let row = try Row.fetchOne(
@@ -191,20 +224,76 @@ final class Pruner {
         }
     }
 
-    private func pruneByBytes(_ db: Database, payloadBytes: Int64, victims: inout [Int64: Victim], report: inout Report) throws {
-        var excess = payloadBytes - victims.values.reduce(0) { $0 + $1.bytes } - policy.maxBytes
+    private func pruneByBytes(_ db: Database, messageCount: Int, victims: inout [Int64: Victim], report: inout Report) throws {
+        let used = try StorageUsage.read(db).usedBytes
+        guard used > policy.maxBytes, messageCount > 0 else { return }
+        // What a message costs on disk today, its share of every table and index included.
+        let perMessage = max(1, used / Int64(messageCount))
+        let excess = used - policy.maxBytes - Int64(victims.count) * perMessage
         guard excess > 0 else { return }
+        var remaining = (excess + perMessage - 1) / perMessage
         let rows = try Row.fetchCursor(
             try db.cachedStatement(sql: "SELECT offset, topic_id, length(payload) FROM messages ORDER BY offset"))
-        while excess > 0, victims.count < maxRemovalsPerPass, let row = try rows.next() {
+        while remaining > 0, victims.count < maxRemovalsPerPass, let row = try rows.next() {
             let offset: Int64 = row[0]
             guard victims[offset] == nil else { continue }
-            let bytes: Int64 = row[2]
-            victims[offset] = Victim(topicID: row[1], bytes: bytes)
-            excess -= bytes
+            victims[offset] = Victim(topicID: row[1], bytes: row[2])
+            remaining -= 1
             report.byBytes += 1
         }
-        if excess > 0 { report.hasMore = true }
+        // Pages are freed by whole pages, not by rows: measure again after this removal.
+        if report.byBytes > 0 { report.hasMore = true }
+    }
+
+    /// Deletes the `topics` rows of emptied topics (those of this pass and clears, then a window
+    /// of the sweep) whose `pruned_through` is older than every message left, raising
+    /// `meta.forgotten_through` to theirs.
+    private func dropEmptyTopics(_ db: Database, report: inout Report) throws {
+        let oldestKept = try Int64.fetchOne(
+            try db.cachedStatement(sql: "SELECT MIN(offset) FROM messages")) ?? .max
+        let drop = try db.cachedStatement(sql: """
+            DELETE FROM topics WHERE id = ? AND pruned_through < ?
+                AND NOT EXISTS (SELECT 1 FROM messages WHERE topic_id = topics.id)
+            RETURNING name, pruned_through
+            """)
+        var forgottenThrough: Int64 = 0
+        func dropIfEmpty(_ id: Int64) throws {
+            guard let row = try Row.fetchOne(drop, arguments: [id, oldestKept]) else { return }
+            report.droppedTopics.append(row[0])
+            forgottenThrough = max(forgottenThrough, row[1])
+            forget(topicID: id)
+        }
+        var checked = 0
+        while checked < maxRemovalsPerPass, let id = emptied.popFirst() {
+            checked += 1
+            try dropIfEmpty(id)
+        }
+        if !emptied.isEmpty { report.hasMore = true }
+        let window = try Int64.fetchAll(
+            try db.cachedStatement(sql: "SELECT id FROM topics WHERE id > ? ORDER BY id LIMIT ?"),
+            arguments: [emptySweepAfter, emptySweepPerPass])
+        for id in window { try dropIfEmpty(id) }
+        emptySweepAfter = window.count == emptySweepPerPass ? window.last! : 0
+        if forgottenThrough > 0 {
+            try db.cachedStatement(sql: "UPDATE meta SET forgotten_through = MAX(forgotten_through, ?)")
+                .execute(arguments: [forgottenThrough])
+        }
+    }
+
+    /// In a journal with incremental auto-vacuum, gives free pages past the slack back to the
+    /// file system (at most `maxRemovalsPerPass` pages a pass). The file shrinks at the next
+    /// checkpoint.
+    private func releaseFreePages(_ db: Database, report: inout Report) throws {
+        if incrementalVacuum == nil {
+            incrementalVacuum = try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") == 2
+        }
+        guard incrementalVacuum == true else { return }
+        let usage = try StorageUsage.read(db)
+        let slack = policy.maxBytes / 16 / usage.pageSize
+        let surplus = usage.freePages - slack
+        guard surplus > 0 else { return }
+        try db.execute(sql: "PRAGMA incremental_vacuum(\(min(surplus, Int64(maxRemovalsPerPass))))")
+        if surplus > Int64(maxRemovalsPerPass) { report.hasMore = true }
     }
 
     private func remove(_ victims: [Int64: Victim], _ db: Database) throws {
@@ -216,11 +305,32 @@ final class Pruner {
             highestByTopic[victim.topicID] = max(highestByTopic[victim.topicID] ?? 0, offset)
             if let known = counts[victim.topicID] { counts[victim.topicID] = known - 1 }
         }
+        emptied.formUnion(highestByTopic.keys)
         let raise = try db.cachedStatement(sql: """
             UPDATE topics SET pruned_through = MAX(pruned_through, ?) WHERE id = ?
             """)
         for (topicID, offset) in highestByTopic {
             try raise.execute(arguments: [offset, topicID])
         }
+    }
+}
+
+/// The database file's pages, as SQLite counts them in the current transaction (the header's
+/// counters: reading them costs nothing, unlike the `dbstat` table, which walks every page).
+struct StorageUsage {
+    var pageSize: Int64
+    var pageCount: Int64
+    var freePages: Int64
+
+    /// Bytes of the pages in use: every table, index and overflow page, free pages excluded.
+    var usedBytes: Int64 { (pageCount - freePages) * pageSize }
+    /// The database file's size once checkpointed (the WAL is not counted).
+    var fileBytes: Int64 { pageCount * pageSize }
+
+    static func read(_ db: Database) throws -> StorageUsage {
+        StorageUsage(
+            pageSize: try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4_096,
+            pageCount: try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0,
+            freePages: try Int64.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0)
     }
 }

@@ -27,8 +27,9 @@ public struct RetentionPolicy: Sendable, Equatable {
     public var maxMessagesPerTopic: Int
     /// Messages older than this are removed (default 7 days).
     public var maxAge: Duration
-    /// Journal-wide budget for payload bytes; the oldest messages go first (default 1 GiB). The
-    /// database file is larger than this by SQLite's per-row and index overhead.
+    /// Journal-wide budget for the database on disk, the oldest messages going first (default
+    /// 1 GiB): SQLite's pages in use, every table and index included, not only payloads (see
+    /// `Pruner`). The WAL is not counted.
     public var maxBytes: Int64
     /// Per-filter limits; the first override whose filter matches a topic wins.
     public var overrides: [Override]

@@ -42,7 +42,8 @@ public final class SQLiteJournal: Journal {
         self.writer = JournalWriter(pool: pool, meta: meta, configuration: configuration, logger: logger)
     }
 
-    /// Opens (or creates) the journal in `directory`, creating the directory if missing.
+    /// Opens (or creates) the journal in `directory`, creating the directory if missing. The
+    /// directory is created `0700` and the journal's files are made `0600` (`DataDirectory`).
     ///
     /// Throws `.locked` when another journal (this process or another) has the directory open,
     /// and `.unusable` with a one-line reason when the directory or `journal.sqlite` cannot be used:
@@ -53,21 +54,23 @@ public final class SQLiteJournal: Journal {
         configuration: JournalConfiguration = JournalConfiguration(),
         logger: Logger
     ) throws(JournalError) -> SQLiteJournal {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw .unusable("cannot create data directory \(directory): \(error.localizedDescription)")
-        }
+        try DataDirectory.prepare(directory, logger: logger)
         let lock = try DataDirectoryLock.acquire(directory: directory)
         let path = directory + "/journal.sqlite"
         try Schema.checkFile(at: path)
         try Schema.inspect(at: path)
+        try DataDirectory.makeJournalFilesPrivate(path)
         let pool = try Schema.openPool(at: path, durability: configuration.durability)
         let meta: JournalMeta
         let checkpointer: WALCheckpointer
         do {
             try Schema.migrate(pool, path: path)
             meta = try pool.read(JournalMeta.load)
+            if try pool.read({ try Int.fetchOne($0, sql: "PRAGMA auto_vacuum") }) != 2 {
+                // Made by a broker before incremental auto-vacuum: retention frees pages for reuse,
+                // but the file keeps the largest size it reached.
+                logger.notice("journal file does not shrink after retention; to enable it, stop the broker and run: sqlite3 \(path) 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'", metadata: ["path": "\(path)"])
+            }
             checkpointer = try WALCheckpointer(
                 path: path, configuration: Schema.configuration(durability: configuration.durability), logger: logger)
             pool.writeWithoutTransaction { checkpointer.install(on: $0) }

@@ -7,14 +7,15 @@ import GRDB
 /// - `meta`: one row: `epoch` (random, made with the journal), `schema_version`, and the counters
 ///   the writer keeps in step with every commit: `last_offset` (highest offset ever assigned, so
 ///   offsets are never reused even when every message was pruned), `message_count`,
-///   `payload_bytes`, `pruned_messages`.
+///   `payload_bytes`, `pruned_messages`; and `forgotten_through` (v2), the highest
+///   `pruned_through` of the topics whose rows retention deleted (see `Pruner`).
 /// - `topics`: `id`, `name` (unique), `pruned_through` (highest offset retention or clearing ever
-///   removed from the topic).
+///   removed from the topic). A topic with no messages left loses its row (retention passes).
 /// - `messages`: `offset` (the rowid), `topic_id`, `payload`, `is_binary`, `timestamp_ms`, indexed
 ///   by `(topic_id, offset)`.
 enum Schema {
     /// The schema this code writes; a file with a higher one is refused.
-    static let version = 1
+    static let version = 2
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
@@ -46,6 +47,12 @@ enum Schema {
             try db.execute(
                 sql: "INSERT INTO meta (id, epoch, schema_version) VALUES (1, ?, 1)",
                 arguments: [makeEpoch()])
+        }
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE meta ADD COLUMN forgotten_through INTEGER NOT NULL DEFAULT 0;
+                UPDATE meta SET schema_version = 2;
+                """)
         }
         return migrator
     }
@@ -85,6 +92,13 @@ enum Schema {
         configuration.maximumReaderCount = 4
         let synchronous = durability == .full ? "FULL" : "NORMAL"
         configuration.prepareDatabase { db in
+            // A new database gets incremental auto-vacuum, so that retention can give free pages
+            // back to the file system (`Pruner`). Only possible before the first table exists,
+            // which is why it comes before GRDB switches the writer's connection to WAL; on an
+            // existing database without it SQLite ignores the pragma (changing it needs VACUUM).
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+            }
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
             // The WAL file keeps the largest size it reached (tens of MB under a sustained
             // stream, see WALCheckpointer); cut it back when it starts over.

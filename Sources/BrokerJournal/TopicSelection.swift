@@ -5,8 +5,9 @@ import GRDB
 ///
 /// A filter without wildcards is one exact lookup. A wildcard filter is narrowed to the names
 /// under its literal prefix (the levels before its first wildcard level) with a range on the
-/// unique index, then each name is checked with `Topic.matches`; topics are streamed through a
-/// cursor, never loaded all at once.
+/// unique index and to a GLOB pattern made from it (in SQLite, so most names that do not match
+/// never reach Swift), then each name is checked with `Topic.matches`; topics are streamed through
+/// a cursor, never loaded all at once.
 struct TopicSelection {
     let filter: String
     let isWildcard: Bool
@@ -22,12 +23,41 @@ struct TopicSelection {
             arguments = [filter]
         } else if let prefix = Self.literalPrefix(of: filter) {
             // `name >= "p/" AND name < "p0"` is every name starting with "p/" ("0" follows "/").
-            condition = "(name = ? OR (name >= ? AND name < ?))"
-            arguments = [prefix, prefix + "/", prefix + "0"]
+            condition = "(name = ? OR (name >= ? AND name < ?)) AND name GLOB ?"
+            arguments = [prefix, prefix + "/", prefix + "0", Self.globPattern(of: filter)]
         } else {
-            condition = "1"
-            arguments = []
+            condition = "name GLOB ?"
+            arguments = [Self.globPattern(of: filter)]
         }
+    }
+
+    /// A GLOB pattern that every name the filter matches satisfies (and some others: `*` also
+    /// spans levels), so SQLite discards most other names before `Topic.matches` sees them:
+    /// `+` becomes `*`, a trailing `/#` or `#` becomes `*`, GLOB's special characters are
+    /// bracketed.
+    static func globPattern(of filter: String) -> String {
+        var pattern = ""
+        let levels = Topic.levels(of: filter)
+        for (index, level) in levels.enumerated() {
+            if level == "#" {
+                pattern += "*"
+                break
+            }
+            if index > 0 { pattern += "/" }
+            if level == "+" {
+                pattern += "*"
+                continue
+            }
+            for character in level {
+                switch character {
+                case "*": pattern += "[*]"
+                case "?": pattern += "[?]"
+                case "[": pattern += "[[]"
+                default: pattern.append(character)
+                }
+            }
+        }
+        return pattern
     }
 
     /// The levels before the first wildcard level, joined; nil when the first level is one.

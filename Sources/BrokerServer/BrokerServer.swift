@@ -54,12 +54,24 @@ public final class BrokerServer: Sendable {
         _ = try makeTLSContext(files)
     }
 
-    /// Loads the TLS certificate and key named in the configuration (TLS 1.2 or later).
+    /// The TLS 1.2 cipher suites the listener accepts: ECDHE key exchange (forward secrecy) with
+    /// an AEAD cipher, for ECDSA and RSA certificates, as Mozilla's "intermediate" profile. No
+    /// static-RSA key exchange, no CBC, no SHA-1 MAC. TLS 1.3 has only such suites and is not
+    /// configurable in BoringSSL.
+    static let tls12CipherSuites: [NIOTLSCipher] = [
+        .TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, .TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        .TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, .TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        .TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, .TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+
+    /// Loads the TLS certificate and key named in the configuration (TLS 1.2 or later; TLS 1.2
+    /// restricted to `tls12CipherSuites`).
     static func makeTLSContext(_ files: BrokerConfiguration.TLSFiles) throws -> NIOSSLContext {
         let chain = try NIOSSLCertificate.fromPEMFile(files.certificateChainPath).map { NIOSSLCertificateSource.certificate($0) }
         let key = try NIOSSLPrivateKey(file: files.privateKeyPath, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
+        tls.cipherSuiteValues = tls12CipherSuites
         return try NIOSSLContext(configuration: tls)
     }
 

@@ -249,7 +249,7 @@ extension SettingKey {
             apply: { $0.journal.retention.maxAge = .nanoseconds(Int64(double($1) * 1e9)) },
             read: { show($0.journal.retention.maxAge) }),
         SettingKey(
-            "retain.max-bytes", .bytes(1...Int.max), help: "Journal-wide budget for retained payload bytes; the oldest go first.",
+            "retain.max-bytes", .bytes(1...Int.max), help: "Journal-wide budget for the journal database on disk (its pages in use: payloads, topics, rows and indexes); the oldest messages go first.",
             apply: { $0.journal.retention.maxBytes = Int64(int($1)) },
             read: { String($0.journal.retention.maxBytes) }),
         SettingKey(

@@ -2,6 +2,9 @@ import BrokerJournal
 import Foundation
 import GRDB
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reopening, locking and refusing files that are not ours.
 @Suite struct LifecycleTests {
@@ -137,9 +140,35 @@ import Testing
         // A migration this build does not know is refused the same way.
         try await DatabaseQueue(path: directory + "/journal.sqlite").write { db in
             try db.execute(sql: "UPDATE meta SET schema_version = 1")
-            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v2')")
+            try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v3')")
         }
         #expect(throws: JournalError.self) { _ = try SQLiteJournal.open(directory: directory, logger: quietLogger) }
+    }
+
+    static func mode(_ path: String) throws -> Int {
+        try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) & 0o777
+    }
+
+    /// The data directory the journal creates is 0700 and its files 0600, whatever the umask;
+    /// files left readable by an older broker are made 0600, an existing directory is left alone.
+    @Test func dataDirectoryIsPrivate() async throws {
+        let directory = makeTemporaryDirectory() + "/data/journal"
+        let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        _ = try await journal.append("t", "x")
+        let files = ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "broker.lock"].map { directory + "/" + $0 }
+        #expect(try Self.mode(directory) == 0o700)
+        for file in files { #expect(try Self.mode(file) == 0o600, "\(file)") }
+        await journal.close()
+
+        // As an older broker left them: everything readable by all.
+        #expect(chmod(directory, 0o755) == 0)
+        let left = files.filter { FileManager.default.fileExists(atPath: $0) }
+        for file in left { #expect(chmod(file, 0o644) == 0) }
+        let reopened = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        _ = try await reopened.append("t", "y")
+        for file in files { #expect(try Self.mode(file) == 0o600, "\(file)") }
+        #expect(try Self.mode(directory) == 0o755)  // warned about, not changed
+        await reopened.close()
     }
 
     @Test func unreadableDirectoryIsRefused() throws {

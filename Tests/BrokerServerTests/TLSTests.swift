@@ -15,15 +15,17 @@ import Testing
         var keyPath: String { directory.appendingPathComponent("key.pem").path }
 
         /// A P-256 self-signed certificate for localhost and 127.0.0.1, as docs/operations.md
-        /// tells users to make one.
-        static func make() throws -> Certificate {
+        /// tells users to make one; `rsa` makes an RSA 2048 one instead (static-RSA key exchange
+        /// needs an RSA certificate).
+        static func make(rsa: Bool = false) throws -> Certificate {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-tls-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let certificate = Certificate(directory: directory)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [
-                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            let key = rsa ? ["rsa:2048"] : ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+            process.arguments = ["openssl", "req", "-x509", "-newkey"] + key + [
+                "-nodes",
                 "-keyout", certificate.keyPath, "-out", certificate.certificatePath, "-days", "2", "-subj", "/CN=localhost",
                 "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
             ]
@@ -101,6 +103,46 @@ import Testing
             #expect(plain?.status != 200)
             let old = try? await HTTPTestClient.request("GET", "/healthz", port: broker.port, tls: try certificate.clientContext(maximumVersion: .tlsv11))
             #expect(old?.status != 200)
+        }
+    }
+
+    /// What `openssl s_client` negotiated with `arguments`: the cipher, or nil when the handshake
+    /// failed.
+    static func negotiatedCipher(port: Int, _ arguments: [String]) throws -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["openssl", "s_client", "-connect", "127.0.0.1:\(port)"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice  // end of input: s_client quits after the handshake
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        // "New, TLSv1.2, Cipher is ECDHE-RSA-AES128-GCM-SHA256"; "Cipher is (NONE)" when it failed.
+        guard process.terminationStatus == 0,
+              let line = text.split(separator: "\n").first(where: { $0.contains("Cipher is ") }),
+              let cipher = line.split(separator: " ").last, cipher != "(NONE)"
+        else { return nil }
+        return String(cipher)
+    }
+
+    /// TLS 1.2 is limited to ECDHE key exchange with AEAD ciphers: static RSA (`AES256-SHA`,
+    /// `AES128-GCM-SHA256`) and CBC with ECDHE are refused; TLS 1.3 is unchanged.
+    @Test func tls12OffersOnlyECDHEWithAEADCiphers() async throws {
+        let certificate = try Certificate.make(rsa: true)
+        defer { try? FileManager.default.removeItem(at: certificate.directory) }
+        try await TestBroker.with(configure: {
+            $0.tls = .init(certificateChainPath: certificate.certificatePath, privateKeyPath: certificate.keyPath)
+        }) { broker in
+            for refused in ["AES256-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA"] {
+                let cipher = try Self.negotiatedCipher(port: broker.port, ["-tls1_2", "-cipher", refused])
+                #expect(cipher == nil, "\(refused) was accepted")
+            }
+            for accepted in ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"] {
+                #expect(try Self.negotiatedCipher(port: broker.port, ["-tls1_2", "-cipher", accepted]) == accepted)
+            }
+            #expect(try Self.negotiatedCipher(port: broker.port, ["-tls1_3"])?.hasPrefix("TLS_") == true)
         }
     }
 
