@@ -56,11 +56,36 @@ enum JournalQueries {
             return ReplayPage(records: records, isLast: true)
         }
 
+        // A walk of one page's length first, matching topics by name as it meets them: a filter
+        // whose topics fill the range (`#`, a dashboard's `dash/#`, a resume of everything) fills
+        // its page here, without resolving its topics again on every page.
+        let nameStatement = try db.cachedStatement(sql: "SELECT name FROM topics WHERE id = ?")
+        let matchingByName: (Int64) throws -> String? = { id in
+            let name = try String.fetchOne(nameStatement, arguments: [id]) ?? ""
+            return Topic.matches(filter: query.filter, name: name) ? name : nil
+        }
+        let first = try walkedPage(page, rowBudget: limit + 1, db, matching: matchingByName)
+        guard let firstStop = first.stoppedAt, first.page.records.count < limit else {
+            return ReplayPage(records: first.page.records, isLast: first.stoppedAt == nil && first.page.isLast)
+        }
+        var rest = page
+        rest.lower = firstStop
+        rest.limit = limit - first.page.records.count
+        let more = try sparseWildcardPage(query.filter, rest, db, matchingByName: matchingByName)
+        return ReplayPage(records: first.page.records + more.records, isLast: more.isLast)
+    }
+
+    /// The rest of a wildcard page whose first walk did not fill it: the filter's topics resolved
+    /// on `topics`, then read by walking or through the index, whichever costs less.
+    static func sparseWildcardPage(
+        _ filter: String, _ page: PageBounds, _ db: Database, matchingByName: (Int64) throws -> String?
+    ) throws -> ReplayPage {
+        let limit = page.limit
         // As many matching topics as seeking each costs no more than walking the range.
         let maxTopics = Int(clamping: (page.upTo - page.lower) / seekCost)
         var topics: [(id: Int64, name: String)] = []
         var tooMany = false
-        try TopicSelection(filter: query.filter).forEach(db) { id, name in
+        try TopicSelection(filter: filter).forEach(db) { id, name in
             if topics.count == maxTopics {
                 tooMany = true
                 return false
@@ -69,11 +94,7 @@ enum JournalQueries {
             return true
         }
         if tooMany {
-            let name = try db.cachedStatement(sql: "SELECT name FROM topics WHERE id = ?")
-            return try walkedPage(page, rowBudget: nil, db) { id in
-                let topicName = try String.fetchOne(name, arguments: [id]) ?? ""
-                return Topic.matches(filter: query.filter, name: topicName) ? topicName : nil
-            }.page
+            return try walkedPage(page, rowBudget: nil, db, matching: matchingByName).page
         }
         guard !topics.isEmpty else { return ReplayPage(records: [], isLast: true) }
         let names = Dictionary(topics.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
