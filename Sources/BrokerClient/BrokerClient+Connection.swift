@@ -230,8 +230,10 @@ extension BrokerClient {
             dispatch(delivery)
         case .ack(let id, _):
             complete(id, message)
-        case .pong(let id), .unsubscribed(_, let id):
+        case .pong(let id), .unsubscribed(_, let id), .refreshed(_, let id):
             if let id { complete(id, message) }
+        case .subscriptionEnded(let topic, let reason):
+            logger.warning("the broker ended the subscription to \(topic): \(reason)")
         case .subscribed(_, let id, let recovered):
             guard let id else { return }
             subscribed(id, message, recovered: recovered)
