@@ -4,7 +4,8 @@ import BrokerProtocol
 /// no splitting and no allocation per call.
 struct CompiledFilter: Sendable, Hashable, CustomStringConvertible {
     enum Level: Sendable, Hashable {
-        case literal(String)
+        /// The level's UTF-8 bytes.
+        case literal([UInt8])
         /// `+`: exactly one level.
         case one
         /// `#`: zero or more trailing levels (only last).
@@ -21,50 +22,53 @@ struct CompiledFilter: Sendable, Hashable, CustomStringConvertible {
             switch level {
             case "+": .one
             case "#": .rest
-            default: .literal(String(level))
+            default: .literal(Array(level.utf8))
             }
         }
     }
 
     /// Whether the concrete topic `name` matches, with PROTOCOL.md's rule that a filter whose
     /// first level is a wildcard does not match names starting with `$`. Walks the name's bytes
-    /// once; no allocation.
+    /// once; no allocation for a native string.
     func matches(_ name: String) -> Bool {
-        var name = name
-        return name.withUTF8 { bytes in
-            if bytes.first == UInt8(ascii: "$") {
-                switch levels.first {
-                case .one?, .rest?: return false
-                default: break
-                }
+        if let result = name.utf8.withContiguousStorageIfAvailable({ matches(bytes: $0) }) { return result }
+        return Array(name.utf8).withUnsafeBufferPointer { matches(bytes: $0) }
+    }
+
+    private func matches(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        if bytes.first == UInt8(ascii: "$") {
+            switch levels.first {
+            case .one?, .rest?: return false
+            default: break
             }
-            var start = 0
-            var index = 0
-            while true {
-                // The name's level at `start`: up to the next `/` or the end.
-                var end = start
-                while end < bytes.count, bytes[end] != UInt8(ascii: "/") { end += 1 }
-                guard index < levels.count else { return false }  // the name has more levels
-                switch levels[index] {
-                case .rest:
-                    return true
-                case .one:
-                    break
-                case .literal(let literal):
-                    var literal = literal
-                    let equal = literal.withUTF8 { expected in
-                        expected.count == end - start && expected.elementsEqual(bytes[start..<end])
-                    }
-                    if !equal { return false }
-                }
-                index += 1
-                if end == bytes.count { break }
-                start = end + 1
-            }
-            // The name has ended: the filter must end too, or go on with `#` (zero levels).
-            if index == levels.count { return true }
-            return index == levels.count - 1 && levels[index] == .rest
         }
+        var start = 0
+        var index = 0
+        while true {
+            // The name's level at `start`: up to the next `/` or the end.
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "/") { end += 1 }
+            guard index < levels.count else { return false }  // the name has more levels
+            switch levels[index] {
+            case .rest:
+                return true
+            case .one:
+                break
+            case .literal(let literal):
+                guard literal.count == end - start else { return false }
+                var offset = 0
+                while offset < literal.count {
+                    if literal[offset] != bytes[start + offset] { return false }
+                    offset += 1
+                }
+            }
+            index += 1
+            if end == bytes.count { break }
+            start = end + 1
+        }
+        // The name has ended: the filter must end too, or go on with `#` (zero levels).
+        if index == levels.count { return true }
+        return index == levels.count - 1 && levels[index] == .rest
     }
 
     /// Whether every topic this filter can match is matched by `other` (this filter's language
@@ -80,7 +84,7 @@ struct CompiledFilter: Sendable, Hashable, CustomStringConvertible {
     func isCovered(by other: CompiledFilter) -> Bool {
         var mine = levels[...]
         if mine.first == .rest { mine = [.one, .rest] }
-        if case .literal(let first)? = mine.first, first.utf8.first == UInt8(ascii: "$") {
+        if case .literal(let first)? = mine.first, first.first == UInt8(ascii: "$") {
             guard other.levels.first == .literal(first) else { return false }
         }
         var theirs = other.levels[...]
