@@ -285,7 +285,11 @@ public struct Authenticator: Sendable {
             throw AuthRefusal("malformed token")
         }
         guard header.alg == algorithmName else {
-            throw AuthRefusal("token algorithm \(header.alg ?? "none") is not accepted (\(algorithmName) only)")
+            // The name comes from the request: echoed (in the 401 and the log) only when it looks
+            // like an algorithm name.
+            let alg = header.alg ?? "none"
+            let shown = alg.utf8.count <= 16 && alg.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } ? alg : "?"
+            throw AuthRefusal("token algorithm \(shown) is not accepted (\(algorithmName) only)")
         }
         guard let signature = Self.base64URLDecode(parts[2]) else { throw AuthRefusal("malformed token") }
         let signingInput = Array(token.utf8[..<parts[1].endIndex])

@@ -197,6 +197,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             respondError(context, head, .methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)", headers: headers)
         case (_, _) where webSocketPaths.contains(path):
             if case .refused(let status, let reason, let headers) = admission.upgrade(head) {
+                broker.logger.info("upgrade refused", metadata: [
+                    "status": "\(status.code)", "reason": "\(reason)",
+                    "peer": "\(context.channel.remoteAddress?.description ?? "?")",
+                ])
                 respond(context, head, status, text: reason + "\n", headers: headers)
                 return
             }

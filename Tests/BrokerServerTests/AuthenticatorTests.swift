@@ -137,6 +137,9 @@ import Testing
         // A valid HMAC over the bytes, but the header claims another algorithm.
         let hs384 = try await Self.handmade(header: #"{"alg":"HS384","typ":"JWT"}"#, payload: payload)
         #expect(refusal(authenticator.authenticate(credential: hs384, now: Self.now))?.contains("HS384") == true)
+        // An algorithm name that is not one is not echoed (it goes into the 401 and the log).
+        let odd = try await Self.handmade(header: #"{"alg":"HS256\n<script>","typ":"JWT"}"#, payload: payload)
+        #expect(refusal(authenticator.authenticate(credential: odd, now: Self.now)) == "token algorithm ? is not accepted (HS256 only)")
         // The same bytes with the right alg pass, so the refusals above are the alg's.
         let hs256 = try await Self.handmade(header: #"{"alg":"HS256","typ":"JWT"}"#, payload: payload)
         #expect(identity(authenticator.authenticate(credential: hs256, now: Self.now)) != nil)
