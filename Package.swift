@@ -43,6 +43,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        // JWT verification on connect (Authenticator) and `broker token create/verify`; brings
+        // swift-crypto. No hand-written crypto in this repository.
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
         // Microbenchmarks (Benchmarks/). The MallocInterposer trait gives malloc counts without
         // jemalloc; it adds only malloc-interposer, TextTable, hdrhistogram-swift, swift-numerics
         // and swift-system to the tree.
@@ -91,6 +94,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: serverSide
         ),
@@ -155,6 +159,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: serverSide
         ),
@@ -222,6 +227,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict
         ),
@@ -247,7 +253,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerClientTests",
-            dependencies: ["BrokerClient", "BrokerServer", "BrokerJournal", "BrokerTestSupport"],
+            dependencies: [
+                "BrokerClient", "BrokerServer", "BrokerJournal", "BrokerTestSupport",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
             swiftSettings: strict
         ),
 

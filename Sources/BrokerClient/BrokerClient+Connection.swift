@@ -1,4 +1,5 @@
 import BrokerProtocol
+import Foundation
 import HTTPTypes
 import Logging
 import NIOConcurrencyHelpers
@@ -47,8 +48,9 @@ extension BrokerClient {
             let once = ResumeOnce<Result<WebSocketCloseFrame?, any Error>>(continuation)
             let connectTask = Task {
                 do {
+                    let token = try await self.configuration.tokenProvider?() ?? self.configuration.token
                     let frame = try await WebSocketClient.connect(
-                        url: self.url, configuration: self.webSocketConfiguration,
+                        url: self.url, configuration: self.webSocketConfiguration(token: token),
                         tlsConfiguration: self.tlsConfiguration, logger: self.logger
                     ) { inbound, outbound, _ in
                         if attempt.isAbandoned { return }
@@ -78,9 +80,9 @@ extension BrokerClient {
         return tls
     }
 
-    var webSocketConfiguration: WebSocketClientConfiguration {
+    func webSocketConfiguration(token: String?) -> WebSocketClientConfiguration {
         var headers = HTTPFields()
-        if let token = configuration.token { headers[.authorization] = "Bearer \(token)" }
+        if let token { headers[.authorization] = "Bearer \(token)" }
         return WebSocketClientConfiguration(
             maxFrameSize: configuration.maxMessageBytes,
             additionalHeaders: headers,
@@ -197,6 +199,35 @@ extension BrokerClient {
         configuration.onEvent?(.connected(welcome))
         for waiter in connectWaiters { waiter.resume(returning: welcome) }
         for waiter in connectionWaiters { waiter.resume(returning: connection) }
+        if let exp = welcome.exp, configuration.tokenProvider != nil {
+            Task { await self.keepTokenFresh(on: connection, expiresAt: exp) }
+        }
+    }
+
+    /// While `connection` is the current one: `tokenRefreshMargin` before `exp`, asks the token
+    /// provider for a new token and sends it as `refresh`; again for the new token's `exp`.
+    func keepTokenFresh(on connection: Connection, expiresAt firstExp: Int64) async {
+        guard let provider = configuration.tokenProvider else { return }
+        var exp = firstExp
+        while true {
+            let remaining = Double(exp) - Date().timeIntervalSince1970
+            let margin = Double(configuration.tokenRefreshMargin.components.seconds)
+            // Half the lifetime left when it is shorter than twice the margin.
+            let wait = max(1, min(remaining - margin, remaining / 2))
+            try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+            guard state.withLockedValue({ $0.connection === connection }) else { return }
+            do {
+                let token = try await provider()
+                let reply = try await request(deadline: .now + configuration.requestTimeout) { _, id in
+                    .success(.text(RequestEncoder.refresh(id: id, token: token)))
+                }
+                guard case .refreshed(let next, _) = reply, let next else { return }  // no exp: nothing to renew
+                exp = next
+            } catch {
+                logger.warning("token refresh failed: \(error); the connection ends at exp and reconnects")
+                return
+            }
+        }
     }
 
     /// The connection ended. Returns nil when the run loop must stop (closed, or the first connect
@@ -230,8 +261,10 @@ extension BrokerClient {
             dispatch(delivery)
         case .ack(let id, _):
             complete(id, message)
-        case .pong(let id), .unsubscribed(_, let id):
+        case .pong(let id), .unsubscribed(_, let id), .refreshed(_, let id):
             if let id { complete(id, message) }
+        case .subscriptionEnded(let topic, let reason):
+            logger.warning("the broker ended the subscription to \(topic): \(reason)")
         case .subscribed(_, let id, let recovered):
             guard let id else { return }
             subscribed(id, message, recovered: recovered)

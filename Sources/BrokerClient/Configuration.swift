@@ -24,6 +24,14 @@ extension BrokerClient {
         public var keepAlive: Duration? = .seconds(30)
         /// Bearer token sent as `Authorization: Bearer <token>` on the upgrade request.
         public var token: String?
+        /// Where tokens come from when they expire (a JWT from your backend): asked on every
+        /// connect and reconnect (overriding `token`), and `tokenRefreshMargin` before the
+        /// current token's `exp` (from `welcome`), whose answer is sent as `refresh` on the open
+        /// connection. An error or a refused refresh is logged; the connection then ends at `exp`
+        /// and the reconnect asks again.
+        public var tokenProvider: (@Sendable () async throws -> String)?
+        /// How long before `exp` the token provider is asked for a fresh token.
+        public var tokenRefreshMargin: Duration = .seconds(30)
         /// PEM file of the certificates to trust for wss:// instead of the system's (a private CA
         /// or a self-signed broker certificate). Nil uses the system's trust store.
         public var trustedCertificatesFile: String?

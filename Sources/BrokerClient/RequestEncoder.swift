@@ -68,6 +68,17 @@ enum RequestEncoder {
         return buffer
     }
 
+    /// `{"op":"refresh","token":T,"id":N}`
+    static func refresh(id: UInt32, token: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeStaticString(#"{"op":"refresh","token":"#)
+        buffer.writeJSONString(token)
+        buffer.writeStaticString(#","id":"#)
+        buffer.writeDecimal(UInt64(id))
+        buffer.writeStaticString("}")
+        return buffer
+    }
+
     /// Checks that `json` is exactly one JSON value (surrounding whitespace allowed).
     static func validateJSON(_ json: ByteBuffer) throws(BrokerClientError) {
         let result: String? = json.withUnsafeReadableBytes { bytes -> String? in

@@ -10,6 +10,10 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case rateLimited = "rate_limited"
     case tooManySubscriptions = "too_many_subscriptions"
     case `internal` = "internal"
+    /// A `refresh` whose token is invalid (the old one stays in force).
+    case unauthorized = "unauthorized"
+    /// The connection's token expired; the broker closes with 1008 `token expired` next.
+    case tokenExpired = "token_expired"
 }
 
 /// A request `id` exactly as the client wrote it (a JSON string or number), so that every reply
@@ -68,6 +72,8 @@ public enum ClientRequest: Sendable {
     /// `payload` is the raw JSON text of `data` for text publishes, the opaque bytes for binary.
     case publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool)
     case ping
+    /// Replace the connection's token (v1.1 access control).
+    case refresh(token: String)
 }
 
 /// A parsed request with the id its replies must carry.
@@ -176,6 +182,10 @@ extension ControlRequest {
         case "ping":
             return ControlRequest(id: id, request: .ping)
 
+        case "refresh":
+            let token = try string(fields.token, "token")
+            return ControlRequest(id: id, request: .refresh(token: token))
+
         default:
             throw fail(.unknownOp, "unknown op: \(op)")
         }
@@ -200,7 +210,7 @@ struct RawField {
 
 /// The fields of a request that the broker reads; unknown fields are ignored (extensions).
 struct RequestFields {
-    var op, id, topic, data, retain, history, since, epoch: RawField?
+    var op, id, topic, data, retain, history, since, epoch, token: RawField?
 
     mutating func record(key: String, kind: JSONScanner.Kind, range: Range<Int>) {
         let field = RawField(kind: kind, range: range)
@@ -213,6 +223,7 @@ struct RequestFields {
         case "history": history = field
         case "since": since = field
         case "epoch": epoch = field
+        case "token": token = field
         default: break
         }
     }

@@ -7,13 +7,22 @@ public struct Welcome: Sendable, Equatable {
     public var session: String
     public var maxMessageBytes: Int
     public var epoch: String
+    /// The connection's token's `sub`, when it has one (v1.1).
+    public var client: String?
+    /// When the connection's token expires, Unix seconds (v1.1).
+    public var exp: Int64?
 
-    public init(protocolVersion: Int = 1, server: String, session: String, maxMessageBytes: Int, epoch: String) {
+    public init(
+        protocolVersion: Int = 1, server: String, session: String, maxMessageBytes: Int, epoch: String,
+        client: String? = nil, exp: Int64? = nil
+    ) {
         self.protocolVersion = protocolVersion
         self.server = server
         self.session = session
         self.maxMessageBytes = maxMessageBytes
         self.epoch = epoch
+        self.client = client
+        self.exp = exp
     }
 }
 
@@ -32,6 +41,14 @@ public enum ServerMessageEncoder {
         buffer.writeDecimal(UInt64(welcome.maxMessageBytes))
         buffer.writeStaticString(#","epoch":"#)
         buffer.writeJSONString(welcome.epoch)
+        if let client = welcome.client {
+            buffer.writeStaticString(#","client":"#)
+            buffer.writeJSONString(client)
+        }
+        if let exp = welcome.exp {
+            buffer.writeStaticString(#","exp":"#)
+            buffer.writeString(String(exp))
+        }
         buffer.writeStaticString("}")
     }
 
@@ -45,9 +62,23 @@ public enum ServerMessageEncoder {
         buffer.writeStaticString("}")
     }
 
-    public static func unsubscribed(topic: String, id: RequestID?, into buffer: inout ByteBuffer) {
+    /// `reason` when the broker ended the subscription itself (`forbidden`: a refreshed token no
+    /// longer covers it).
+    public static func unsubscribed(topic: String, id: RequestID?, reason: String? = nil, into buffer: inout ByteBuffer) {
         buffer.writeStaticString(#"{"op":"unsubscribed","topic":"#)
         buffer.writeJSONString(topic)
+        writeID(id, into: &buffer)
+        if let reason {
+            buffer.writeStaticString(#","reason":"#)
+            buffer.writeJSONString(reason)
+        }
+        buffer.writeStaticString("}")
+    }
+
+    /// The reply to `refresh`: the new token's expiry (Unix seconds) or null.
+    public static func refreshed(exp: Int64?, id: RequestID?, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString(#"{"op":"refreshed","exp":"#)
+        if let exp { buffer.writeString(String(exp)) } else { buffer.writeStaticString("null") }
         writeID(id, into: &buffer)
         buffer.writeStaticString("}")
     }
@@ -132,6 +163,10 @@ public enum ServerMessage: Sendable {
     case ack(id: RequestID, offset: UInt64?)
     case pong(id: RequestID?)
     case error(code: String, message: String, id: RequestID?)
+    /// The reply to `refresh`: the new token's expiry (Unix seconds), if it has one.
+    case refreshed(exp: Int64?, id: RequestID?)
+    /// The broker ended a subscription itself (`unsubscribed` with a `reason`, e.g. `forbidden`).
+    case subscriptionEnded(topic: String, reason: String)
 }
 
 /// A delivered message, text or binary.
@@ -194,11 +229,15 @@ extension ServerMessage {
                 return .success(.welcome(Welcome(
                     protocolVersion: protocolVersion, server: string("server") ?? "",
                     session: string("session") ?? "", maxMessageBytes: Int(clamping: integer("maxMessageBytes") ?? 0),
-                    epoch: string("epoch") ?? "")))
+                    epoch: string("epoch") ?? "", client: string("client"),
+                    exp: integer("exp").flatMap { Int64(exactly: $0) })))
             case "subscribed":
                 return .success(.subscribed(topic: string("topic") ?? "", id: id(), recovered: bool("recovered")))
             case "unsubscribed":
+                if let reason = string("reason") { return .success(.subscriptionEnded(topic: string("topic") ?? "", reason: reason)) }
                 return .success(.unsubscribed(topic: string("topic") ?? "", id: id()))
+            case "refreshed":
+                return .success(.refreshed(exp: integer("exp").flatMap { Int64(exactly: $0) }, id: id()))
             case "message":
                 guard let topic = string("topic") else { return missing("topic") }
                 guard let data = fields["data"] else { return missing("data") }

@@ -57,9 +57,55 @@ public struct BrokerConfiguration: Sendable {
     /// API key for the HTTP API (`/api/*`, `/metrics`): `Authorization: Bearer KEY` or
     /// `X-API-Key: KEY`. Nil leaves the API open.
     public var apiKey: String? = nil
-    /// Tokens accepted on WebSocket upgrades (`Authorization: Bearer TOKEN` or `?token=TOKEN`).
-    /// Empty leaves WebSocket connections open; otherwise the API key is accepted too.
+    /// Static tokens accepted on WebSocket upgrades (`Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`), with full permissions; the API key is accepted too.
     public var clientTokens: [String] = []
+    /// HS256 secret for JWTs (docs/security.md).
+    public var jwtSecret: String? = nil
+    /// PEM public key file for RS256 (RSA) or ES256 (P-256) JWTs; ignored when `jwtSecret` is set.
+    public var jwtPublicKeyPath: String? = nil
+    /// When set, a JWT's `aud` must contain it.
+    public var jwtAudience: String? = nil
+    /// When set, a JWT's `iss` must equal it.
+    public var jwtIssuer: String? = nil
+    /// Serve an open broker (no credentials) on a non-loopback address on purpose. Without it such
+    /// a configuration refuses to start. With credentials configured it changes nothing: clients
+    /// without credentials get the anonymous lists, or are refused when both are empty.
+    public var allowAnonymous = false
+    /// Filters a client without credentials may subscribe to (covered) and publish to (matched).
+    public var anonymousSubscribe: [String] = []
+    public var anonymousPublish: [String] = []
+    /// Origins (`scheme://host[:port]`, or `*`) allowed to upgrade and to use the HTTP API from a
+    /// browser (CORS); empty: only the same origin.
+    public var allowedOrigins: [String] = []
+    /// Host names (`name` or `name:port`, or `*`) accepted in the `Host` header when listening on
+    /// loopback, besides the loopback names and the hosts of `allowedOrigins` (DNS rebinding guard).
+    public var allowedHosts: [String] = []
+
+    /// Whether any credential is configured: a JWT key, client tokens or the API key. Without one
+    /// the broker is open and listens on loopback only unless `allowAnonymous`.
+    public var hasCredentials: Bool {
+        (jwtSecret.map { !$0.isEmpty } ?? false) || jwtPublicKeyPath != nil || !clientTokens.filter({ !$0.isEmpty }).isEmpty
+            || (apiKey.map { !$0.isEmpty } ?? false)
+    }
+
+    /// Whether `host` is a loopback address or name (127.0.0.0/8, ::1, localhost).
+    public static func isLoopback(_ host: String) -> Bool {
+        var name = host.lowercased()
+        if name.hasPrefix("[") && name.hasSuffix("]") { name = String(name.dropFirst().dropLast()) }
+        if name == "localhost" || name.hasSuffix(".localhost") || name == "::1" || name == "0:0:0:0:0:0:0:1" { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// Why this configuration must not serve, if it must not: an open broker (no credentials) on
+    /// a non-loopback address without `allowAnonymous` (PROTOCOL.md "Who may connect").
+    public var openOnPublicAddressProblem: String? {
+        guard !hasCredentials, !allowAnonymous, !Self.isLoopback(host) else { return nil }
+        return "no credentials are configured (auth.jwt-secret, auth.jwt-public-key, auth.client-tokens, auth.api-key) "
+            + "and host \(host) is not a loopback address: anyone who reaches it could read and write every topic. "
+            + "Configure credentials, listen on 127.0.0.1, or set auth.allow-anonymous: true to serve it open on purpose."
+    }
     /// Largest body of a batch publish (`POST /api/publish` with a JSON array).
     public var maxBatchBytes = 8 << 20
     /// Most messages in one batch publish.

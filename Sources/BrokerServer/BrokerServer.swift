@@ -85,10 +85,11 @@ public final class BrokerServer: Sendable {
         let configuration = self.configuration
         let broker = self.broker
         let tlsContext = try configuration.tls.map(Self.makeTLSContext)
+        let authenticator = try await Authenticator.make(configuration)
         let hooks = ServerHooks(
             isListening: { [listener] in listener.withLockedValue { $0?.isActive ?? false } },
             renderMetrics: renderMetrics,
-            isAuthorizedUpgrade: { head in Self.isAuthorizedUpgrade(head, configuration) })
+            admission: Admission(authenticator: authenticator, configuration: configuration))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -128,14 +129,18 @@ public final class BrokerServer: Sendable {
         var webSocketPaths: Set<String> = [configuration.webSocketPath]
         if let echo = configuration.echoPath { webSocketPaths.insert(echo) }
         let paths = webSocketPaths
+        // Who the upgrade admitted, from `shouldUpgrade` to the new connection (one channel).
+        let admitted = NIOLoopBoundBox<Identity?>.makeEmptyBox(valueType: Identity.self, eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
                 let path = Self.path(of: head.uri)
-                guard paths.contains(path), hooks.isAuthorizedUpgrade(head) else {
+                // Refused: no upgrade; HTTPRequestHandler answers with the status and reason.
+                guard paths.contains(path), case .admitted(let identity) = hooks.admission.upgrade(head) else {
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
+                admitted.value = identity
                 var headers = HTTPHeaders()
                 if let agreement = Self.deflateAgreement(head, configuration: configuration) {
                     headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
@@ -154,7 +159,10 @@ public final class BrokerServer: Sendable {
                     try operations.addHandler(HeadWriter(), position: tls.map { .after($0) } ?? .first)
                     let shard = broker.shard(for: channel.eventLoop)
                     let deflate = Self.deflateAgreement(head, configuration: configuration)
-                    try operations.addHandler(WebSocketConnection(broker: broker, shard: shard, mode: mode, deflate: deflate))
+                    let identity = admitted.value ?? Identity(kind: .anonymous, permissions: .nothing)
+                    try operations.addHandler(WebSocketConnection(
+                        broker: broker, shard: shard, mode: mode, deflate: deflate,
+                        identity: identity, authenticator: hooks.admission.authenticator))
                 }
             }
         )
@@ -164,18 +172,6 @@ public final class BrokerServer: Sendable {
         )
         try channel.pipeline.syncOperations.addHandler(
             HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
-    }
-
-    /// Whether a WebSocket upgrade carries an accepted token (always, when no tokens are set).
-    static func isAuthorizedUpgrade(_ head: HTTPRequestHead, _ configuration: BrokerConfiguration) -> Bool {
-        guard !configuration.clientTokens.isEmpty else { return true }
-        let presented = bearerToken(head.headers) ?? HTTPRequestHandler.split(head.uri).query["token"]
-        guard let presented else { return false }
-        var accepted = false
-        for token in configuration.clientTokens + [configuration.apiKey].compactMap({ $0 }) {
-            accepted = constantTimeEquals(presented, token) || accepted
-        }
-        return accepted
     }
 
     /// The permessage-deflate agreement for an upgrade request (the same answer in

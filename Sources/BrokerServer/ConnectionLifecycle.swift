@@ -10,6 +10,7 @@ struct CloseCause: Equatable, Sendable {
     static let slowConsumer = CloseCause(code: .policyViolation, reason: "slow consumer", disconnect: .slowConsumer)
     static let pingTimeout = CloseCause(code: .goingAway, reason: "ping timeout", disconnect: .pingTimeout)
     static let shutdown = CloseCause(code: .goingAway, reason: "going away", disconnect: .shutdown)
+    static let tokenExpired = CloseCause(code: .policyViolation, reason: "token expired", disconnect: .tokenExpired)
 
     /// The peer broke RFC 6455 or a limit: 1002, 1007 and 1009 count as protocol errors.
     static func violation(_ code: WebSocketErrorCode, _ reason: String) -> CloseCause {

@@ -15,7 +15,11 @@ import NIOHTTP1
 /// - `GET /api/retained?topic=FILTER[&since=S][&limit=N]`, `DELETE /api/retained?topic=FILTER`.
 /// - `GET /api/stats`.
 ///
-/// `/api/*` and `/metrics` need the API key when one is configured. Every error is a JSON body
+/// `/api/*` and `/metrics` need the API key when one is configured; `POST /api/publish` and
+/// `GET`/`DELETE /api/retained` also take a client's credentials (a JWT within its permissions,
+/// a client token) whenever any credential is configured. Browsers: a request from a foreign
+/// `Origin` gets 403 and no CORS headers, one from an allowed origin its CORS headers; on a loopback
+/// listener a `Host` that is not a loopback name gets 421 (DNS rebinding). Every error is a JSON body
 /// `{"error":{"code":…,"message":…}}`. A body is collected up to its route's limit and refused
 /// with 413 as soon as the declared or received length passes it. A connection that takes longer
 /// than the idle timeout to send a request (or sits idle between requests) is closed.
@@ -42,6 +46,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let webSocketPaths: Set<String>
     private var state = State.idle
     private var idleTimer: Scheduled<Void>?
+    /// What the current request's credentials permit (publish and retained endpoints).
+    private var permissions = Permissions.everything
+    /// CORS headers for the current request's answer (an allowed cross-origin page), else empty.
+    private var cors = HTTPHeaders()
 
     init(broker: Broker, server: ServerHooks, webSocketPaths: Set<String>) {
         self.broker = broker
@@ -117,11 +125,44 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func route(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
         let (path, query) = Self.split(head.uri)
         let protected = path.hasPrefix("/api/") || path == "/metrics"
-        if protected, !isAuthorized(head) {
-            var headers = HTTPHeaders()
-            headers.add(name: "WWW-Authenticate", value: #"Bearer realm="broker""#)
-            respondError(context, head, .unauthorized, "unauthorized", "missing or wrong API key", headers: headers)
+        let admission = server.admission
+        cors = HTTPHeaders()
+        permissions = .everything
+        // DNS rebinding: a loopback listener answers to loopback names only (the probes, which
+        // say nothing, excepted).
+        let probe = path == "/healthz" || path == "/readyz"
+        guard probe || admission.origins.isAllowedHost(head) else {
+            respond(context, head, Admission.misdirected, text: "host not allowed: this listener answers to loopback names only\n")
             return
+        }
+        if protected {
+            // A page from a foreign origin gets nothing (CSRF: not even a text/plain POST).
+            guard admission.origins.isAllowedOrigin(head) else {
+                respondError(context, head, .forbidden, "forbidden", "origin not allowed")
+                return
+            }
+            cors = admission.origins.corsHeaders(head, preflight: head.method == .OPTIONS)
+            if head.method == .OPTIONS {
+                var headers = HTTPHeaders()
+                headers.add(name: "Allow", value: (Self.allowed[path] ?? "GET") + ", OPTIONS")
+                respond(context, head, .noContent, bytes: ByteBuffer(), headers: headers)
+                return
+            }
+            if !isAPIKey(head) {
+                let clientEndpoint = path == "/api/publish" || path == "/api/publish/batch" || path == "/api/retained"
+                if clientEndpoint, configuration.hasCredentials {
+                    switch admission.authenticator.authenticate(credential: Self.credential(of: head)) {
+                    case .success(let identity):
+                        permissions = identity.permissions
+                    case .failure(let refusal):
+                        refuseUnauthorized(context, head, refusal.reason)
+                        return
+                    }
+                } else if configuration.apiKey != nil {
+                    refuseUnauthorized(context, head, "missing or wrong API key")
+                    return
+                }
+            }
         }
         switch (head.method, path) {
         case (.GET, "/healthz"), (.HEAD, "/healthz"):
@@ -155,8 +196,12 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Allow", value: Self.allowed[path] ?? "GET")
             respondError(context, head, .methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)", headers: headers)
         case (_, _) where webSocketPaths.contains(path):
-            if !server.isAuthorizedUpgrade(head) {
-                respond(context, head, .unauthorized, text: "unauthorized: a valid token is required\n")
+            if case .refused(let status, let reason, let headers) = admission.upgrade(head) {
+                broker.logger.info("upgrade refused", metadata: [
+                    "status": "\(status.code)", "reason": "\(reason)",
+                    "peer": "\(context.channel.remoteAddress?.description ?? "?")",
+                ])
+                respond(context, head, status, text: reason + "\n", headers: headers)
                 return
             }
             var headers = HTTPHeaders()
@@ -173,11 +218,26 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     ]
 
     /// `Authorization: Bearer KEY` or `X-API-Key: KEY`, when a key is configured.
-    private func isAuthorized(_ head: HTTPRequestHead) -> Bool {
-        guard let key = configuration.apiKey else { return true }
+    private func isAPIKey(_ head: HTTPRequestHead) -> Bool {
+        guard let key = configuration.apiKey else { return false }
         if let presented = head.headers.first(name: "X-API-Key"), constantTimeEquals(presented, key) { return true }
         if let presented = bearerToken(head.headers), constantTimeEquals(presented, key) { return true }
         return false
+    }
+
+    /// A client's credential on an API request: `X-API-Key`, `Authorization: Bearer` or `?token=`.
+    private static func credential(of head: HTTPRequestHead) -> String? {
+        head.headers.first(name: "X-API-Key") ?? Authenticator.credential(of: head)
+    }
+
+    private func refuseUnauthorized(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ reason: String) {
+        var headers = HTTPHeaders()
+        headers.add(name: "WWW-Authenticate", value: #"Bearer realm="broker""#)
+        respondError(context, head, .unauthorized, "unauthorized", reason, headers: headers)
+    }
+
+    private func refuseForbidden(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ what: String) {
+        respondError(context, head, .forbidden, "forbidden", "these credentials do not permit \(what)")
     }
 
     // MARK: Endpoints
@@ -247,6 +307,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return
             }
         }
+        for item in items where !permissions.mayPublish(to: item.topic) {
+            refuseForbidden(context, head, "publishing to \(item.topic)")
+            return
+        }
         let single = query["topic"] != nil
         broker.publish(items, on: context.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
@@ -277,6 +341,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func listRetained(_ head: HTTPRequestHead, query: [String: String], context: ChannelHandlerContext) {
         guard let filter = validatedFilter(head, query, context) else { return }
+        guard permissions.maySubscribe(to: filter) else {
+            refuseForbidden(context, head, "reading \(filter)")
+            return
+        }
         var since: UInt64 = 0
         var limit = 100
         if let value = query["since"] {
@@ -345,6 +413,10 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func clearRetained(_ head: HTTPRequestHead, query: [String: String], context: ChannelHandlerContext) {
         guard let filter = validatedFilter(head, query, context) else { return }
+        guard permissions.mayClear(filter) else {
+            refuseForbidden(context, head, "clearing \(filter)")
+            return
+        }
         broker.journal.clear(filter: filter, on: context.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let count):
@@ -429,6 +501,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         headers extra: HTTPHeaders, close: Bool = false
     ) {
         var headers = extra
+        for (name, value) in cors { headers.add(name: name, value: value) }
         if !headers.contains(name: "Content-Type") { headers.add(name: "Content-Type", value: "text/plain; charset=utf-8") }
         headers.add(name: "Content-Length", value: String(bytes.readableBytes))
         let keepAlive = head.isKeepAlive && !close
@@ -456,8 +529,8 @@ struct ServerHooks: Sendable {
     var isListening: @Sendable () -> Bool
     /// Prometheus text of every metric; nil when metrics are off.
     var renderMetrics: (@Sendable () -> [UInt8])?
-    /// Whether a WebSocket upgrade request carries an accepted token.
-    var isAuthorizedUpgrade: @Sendable (HTTPRequestHead) -> Bool
+    /// Host, Origin and credential checks (upgrades and the HTTP API).
+    var admission: Admission
 }
 
 /// The token of `Authorization: Bearer TOKEN`.

@@ -12,6 +12,8 @@ enum DisconnectReason: String, CaseIterable, Sendable {
     case protocolError = "protocol_error"
     /// The broker is shutting down (1001).
     case shutdown = "shutdown"
+    /// Closed with 1008: the connection's token expired without a refresh.
+    case tokenExpired = "token_expired"
     /// The TCP connection ended without a close handshake.
     case reset = "reset"
     /// Any other close started by the broker.

@@ -1,5 +1,6 @@
 import BrokerJournal
 import BrokerProtocol
+import Foundation
 import NIOCore
 
 extension WebSocketConnection {
@@ -35,12 +36,73 @@ extension WebSocketConnection {
         case .ping:
             sendControl { ServerMessageEncoder.pong(id: request.id, into: &$0) }
         case .publish(let topic, let payload, let isBinary, let retain):
+            guard identity.permissions.mayPublish(to: topic) else {
+                sendError(RequestError(.forbidden, "this token may not publish to \(topic)", id: request.id))
+                return
+            }
             publish(topic: topic, payload: payload, isBinary: isBinary, retain: retain, id: request.id)
         case .subscribe(let subscribe):
+            guard identity.permissions.maySubscribe(to: subscribe.filter) else {
+                sendError(RequestError(.forbidden, "this token may not subscribe to \(subscribe.filter)", id: request.id))
+                return
+            }
             self.subscribe(subscribe, id: request.id)
         case .unsubscribe(let filter):
             unsubscribe(filter, id: request.id)
+        case .refresh(let token):
+            refresh(token: token, id: request.id)
         }
+    }
+
+    // MARK: Tokens
+
+    /// `refresh`: the new token replaces the old one if it is valid and names the same client;
+    /// subscriptions it no longer covers end (`unsubscribed` with reason `forbidden`).
+    func refresh(token: String, id: RequestID?) {
+        guard let authenticator else {
+            sendError(RequestError(.unauthorized, "this broker does not accept tokens", id: id))
+            return
+        }
+        let renewed: Identity
+        switch authenticator.authenticate(credential: token) {
+        case .success(let identity): renewed = identity
+        case .failure(let refusal):
+            sendError(RequestError(.unauthorized, "token refused: \(refusal.reason)", id: id))
+            return
+        }
+        guard renewed.client == identity.client else {
+            sendError(RequestError(.unauthorized, "the new token must carry the same sub", id: id))
+            return
+        }
+        identity = renewed
+        sendControl { ServerMessageEncoder.refreshed(exp: renewed.expiresAt, id: id, into: &$0) }
+        for key in filters.sorted(by: { $0.text.utf8.lexicographicallyPrecedes($1.text.utf8) }) {
+            let filter = String(key.text)
+            guard !renewed.permissions.maySubscribe(to: filter) else { continue }
+            filters.remove(key)
+            shard.unsubscribe(self, from: filter)
+            sendControl { ServerMessageEncoder.unsubscribed(topic: filter, id: nil, reason: "forbidden", into: &$0) }
+        }
+        armExpiryTimer()
+    }
+
+    /// Schedules the end of the connection at its token's `exp`, on the loop's clock.
+    func armExpiryTimer() {
+        expiryTimer?.cancel()
+        expiryTimer = nil
+        guard let exp = identity.expiresAt, lifecycle.isOpen else { return }
+        let remaining = Double(exp) - Date().timeIntervalSince1970
+        let delay = TimeAmount.nanoseconds(Int64(max(0, min(remaining, 1e9)) * 1e9))
+        let connection = NIOLoopBound(self, eventLoop: eventLoop)
+        expiryTimer = eventLoop.scheduleTask(in: delay) { connection.value.tokenExpired() }
+    }
+
+    private func tokenExpired() {
+        expiryTimer = nil
+        guard lifecycle.isOpen else { return }
+        broker.logger.info("closing connection: token expired", metadata: ["session": "\(sessionID)"])
+        sendError(RequestError(.tokenExpired, "the token expired; connect again with a fresh one"))
+        close(.tokenExpired)
     }
 
     // MARK: Publish

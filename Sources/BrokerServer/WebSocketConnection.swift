@@ -27,6 +27,13 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// permessage-deflate, when the client offered it and the broker accepted.
     let deflate: PerMessageDeflate.Agreement?
     let sessionID: String
+    /// Who the client is and what it may do (Authenticator.swift), decided at the upgrade and
+    /// replaced by `refresh`. Checked on every publish and subscribe.
+    var identity: Identity
+    /// Verifies the tokens of `refresh`; nil: refresh is refused.
+    let authenticator: Authenticator?
+    /// Armed while the token has an `exp`: sends `token_expired` and closes with 1008 then.
+    var expiryTimer: Scheduled<Void>?
     /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
     var lifecycle = ConnectionLifecycle()
     var state: ConnectionLifecycle.Phase { lifecycle.phase }
@@ -86,11 +93,16 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// False once the handler is gone.
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    init(broker: Broker, shard: FanoutShard, mode: Mode, deflate: PerMessageDeflate.Agreement? = nil) {
+    init(
+        broker: Broker, shard: FanoutShard, mode: Mode, deflate: PerMessageDeflate.Agreement? = nil,
+        identity: Identity = .open, authenticator: Authenticator? = nil
+    ) {
         self.broker = broker
         self.shard = shard
         self.mode = mode
         self.deflate = deflate
+        self.identity = identity
+        self.authenticator = authenticator
         self.sessionID = broker.nextSessionID()
         self.assembler = MessageAssembler(maxMessageBytes: broker.configuration.maxMessageBytes, deflate: deflate)
     }
@@ -113,8 +125,10 @@ final class WebSocketConnection: ChannelInboundHandler {
         if mode == .broker {
             let welcome = Welcome(
                 server: broker.configuration.serverName, session: sessionID,
-                maxMessageBytes: broker.configuration.maxMessageBytes, epoch: broker.journal.epoch)
+                maxMessageBytes: broker.configuration.maxMessageBytes, epoch: broker.journal.epoch,
+                client: identity.client, exp: identity.expiresAt)
             sendControl { ServerMessageEncoder.welcome(welcome, into: &$0) }
+            armExpiryTimer()
         }
     }
 
@@ -146,6 +160,8 @@ final class WebSocketConnection: ChannelInboundHandler {
         closeTimer = nil
         slowConsumerTimer?.cancel()
         slowConsumerTimer = nil
+        expiryTimer?.cancel()
+        expiryTimer = nil
         for filter in filters { shard.unsubscribe(self, from: String(filter.text)) }
         filters.removeAll()
         deferredRequests.removeAll()
@@ -429,6 +445,8 @@ final class WebSocketConnection: ChannelInboundHandler {
         guard lifecycle.close(cause) else { return }
         slowConsumerTimer?.cancel()
         slowConsumerTimer = nil
+        expiryTimer?.cancel()
+        expiryTimer = nil
         if cause.disconnect == .protocolError { shard.counters.protocolError("ws_\(cause.codeNumber)") }
         deferredRequests.removeAll()
         heldBack.removeAll()

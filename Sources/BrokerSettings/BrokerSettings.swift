@@ -37,6 +37,10 @@ public struct BrokerSettings: Sendable {
             throw SettingError(key: tlsCertificate == nil ? "tls.certificate" : "tls.key",
                 message: "tls.certificate and tls.key go together: set both or neither")
         }
+        if server.jwtSecret != nil, server.jwtPublicKeyPath != nil {
+            throw SettingError(key: "auth.jwt-public-key",
+                message: "auth.jwt-secret (HS256) and auth.jwt-public-key (RS256/ES256) exclude each other: set one")
+        }
     }
 
     /// The server configuration with the derived values filled in.

@@ -341,6 +341,51 @@ extension SettingKey {
             "auth.client-tokens", .list, valueName: "token", secret: true,
             help: "Tokens accepted on WebSocket upgrades (Authorization: Bearer TOKEN or ?token=TOKEN; the API key is accepted too); open when empty.",
             apply: { $0.server.clientTokens = list($1) }, read: { $0.server.clientTokens.joined(separator: "\n") }),
+        SettingKey(
+            "auth.jwt-secret", .string, valueName: "secret", secret: true,
+            help: "HS256 secret: WebSocket clients may present a JWT signed with it (docs/security.md). Use 32 random bytes or more; prefer the environment variable to a flag.",
+            apply: { $0.server.jwtSecret = string($1).isEmpty ? nil : string($1) }, read: { $0.server.jwtSecret ?? "" }),
+        SettingKey(
+            "auth.jwt-public-key", .string, valueName: "file",
+            help: "PEM public key file for JWTs signed with RS256 (an RSA key) or ES256 (a P-256 key); not with auth.jwt-secret.",
+            apply: { $0.server.jwtPublicKeyPath = string($1).isEmpty ? nil : string($1) }, read: { $0.server.jwtPublicKeyPath ?? "" }),
+        SettingKey(
+            "auth.jwt-audience", .string, valueName: "aud",
+            help: "When set, a JWT's aud claim must contain this value.",
+            apply: { $0.server.jwtAudience = string($1).isEmpty ? nil : string($1) }, read: { $0.server.jwtAudience ?? "" }),
+        SettingKey(
+            "auth.jwt-issuer", .string, valueName: "iss",
+            help: "When set, a JWT's iss claim must equal this value.",
+            apply: { $0.server.jwtIssuer = string($1).isEmpty ? nil : string($1) }, read: { $0.server.jwtIssuer ?? "" }),
+        SettingKey(
+            "auth.allow-anonymous", .bool,
+            help: "Serve an open broker (no credentials configured) on a non-loopback host on purpose; without it that refuses to start (exit 78). With credentials configured it changes nothing: clients without credentials get the anonymous lists.",
+            apply: { $0.server.allowAnonymous = bool($1) }, read: { String($0.server.allowAnonymous) }),
+        SettingKey(
+            "auth.anonymous-subscribe", .list, valueName: "filter",
+            help: "Filters a client without credentials may subscribe to (a subscription must be covered by one). Empty with auth configured: no anonymous clients.",
+            apply: { settings, value throws(SettingProblem) in
+                settings.server.anonymousSubscribe = try validFilters(list(value))
+            }, read: { $0.server.anonymousSubscribe.joined(separator: "\n") }),
+        SettingKey(
+            "auth.anonymous-publish", .list, valueName: "filter",
+            help: "Filters a client without credentials may publish to (the topic must match one).",
+            apply: { settings, value throws(SettingProblem) in
+                settings.server.anonymousPublish = try validFilters(list(value))
+            }, read: { $0.server.anonymousPublish.joined(separator: "\n") }),
+        SettingKey(
+            "auth.allowed-origins", .list, valueName: "origin",
+            help: "Browser origins (scheme://host[:port], or * for any) that may open WebSockets and call the HTTP API (CORS); empty: the same origin only. Their hosts are also accepted in Host on a loopback listener.",
+            apply: { settings, value throws(SettingProblem) in
+                for origin in list(value) where origin != "*" && !origin.contains("://") {
+                    throw SettingProblem("'\(origin)': expected scheme://host[:port] or *")
+                }
+                settings.server.allowedOrigins = list(value)
+            }, read: { $0.server.allowedOrigins.joined(separator: "\n") }),
+        SettingKey(
+            "auth.allowed-hosts", .list, valueName: "host",
+            help: "Host header values (name or name:port, or * for any) a loopback listener answers besides localhost, 127.0.0.1 and [::1]: the public names of a reverse proxy that passes Host on. Others get 421 (DNS rebinding guard).",
+            apply: { $0.server.allowedHosts = list($1) }, read: { $0.server.allowedHosts.joined(separator: "\n") }),
 
         // TLS
         SettingKey(
@@ -376,6 +421,14 @@ extension SettingKey {
             "metrics.interval", .seconds, help: "Seconds between two exports of the gauges and counters (a scrape exports too).",
             apply: { $0.metricsInterval = double($1) }, read: { show($0.metricsInterval) }),
     ]
+}
+
+/// Each element a valid topic filter.
+func validFilters(_ filters: [String]) throws(SettingProblem) -> [String] {
+    for filter in filters {
+        do { try Topic.validateFilter(filter) } catch { throw SettingProblem("'\(filter)': invalid filter: \(error)") }
+    }
+    return filters
 }
 
 /// Parses `FILTER=MESSAGES[,AGE_SECONDS]`.

@@ -21,7 +21,7 @@ struct BrokerCommand: AsyncParsableCommand {
 
             \(exitCodesHelp)
             """,
-        subcommands: [Serve.self, Config.self, Retained.self],
+        subcommands: [Serve.self, Config.self, Retained.self, Token.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -44,5 +44,7 @@ let exitCodesHelp = """
       5   cannot listen on the address
       6   TLS certificate or key unusable
       64  bad arguments or settings (flag, environment variable or config file)
-      78  `broker config check`: the file has problems
+      78  configuration error: `broker config check` found problems, an open broker (no
+          credentials) on a non-loopback host without auth.allow-anonymous, or an unusable
+          auth.jwt-public-key
     """

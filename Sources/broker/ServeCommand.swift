@@ -54,6 +54,21 @@ struct Serve: AsyncParsableCommand {
         FileDescriptorLimit.raiseToHardLimit(logger: logger)
 
         let configuration = settings.resolvedServer
+        // An open broker (no credentials) serves loopback only, unless asked for explicitly.
+        if let problem = configuration.openOnPublicAddressProblem {
+            FileHandle.standardError.write(Data("broker: configuration error: \(problem)\n".utf8))
+            throw ExitCode(ExitCodes.badConfiguration)
+        }
+        do { _ = try await Authenticator.make(configuration) } catch {
+            FileHandle.standardError.write(Data("broker: configuration error: auth.jwt-public-key: \(error)\n".utf8))
+            throw ExitCode(ExitCodes.badConfiguration)
+        }
+        if let secret = configuration.jwtSecret, secret.utf8.count < 32 {
+            logger.warning("auth.jwt-secret is shorter than 32 bytes: HS256 tokens signed with it can be brute-forced")
+        }
+        if !configuration.hasCredentials {
+            logger.notice("no credentials configured: the broker is open to every client that reaches \(configuration.host)")
+        }
         if let tls = configuration.tls {
             do { try BrokerServer.checkTLS(tls) } catch {
                 FileHandle.standardError.write(Data("broker: TLS certificate or key unusable: \(error)\n".utf8))

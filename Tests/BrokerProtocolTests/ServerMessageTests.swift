@@ -147,7 +147,7 @@ struct ServerMessageTests {
         #expect(
             Set(ErrorCode.allCases.map(\.rawValue)) == [
                 "bad_request", "unknown_op", "invalid_topic", "forbidden", "too_large", "rate_limited",
-                "too_many_subscriptions", "internal",
+                "too_many_subscriptions", "internal", "unauthorized", "token_expired",
             ])
     }
 

@@ -283,8 +283,11 @@ import Testing
             // Probes stay open.
             #expect(try await HTTPTestClient.request("GET", "/healthz", port: broker.port).status == 200)
             #expect(try await HTTPTestClient.request("GET", "/readyz", port: broker.port).status == 200)
-            // No client tokens: WebSocket stays open.
-            let client = try await broker.client()
+            // The API key is a credential: WebSocket clients need one too (v1.1), and it is one.
+            let refusedUpgrade = try await RawWebSocketClient.connect(port: broker.port, expectUpgrade: false)
+            #expect(refusedUpgrade.handshakeResponse.hasPrefix("HTTP/1.1 401"))
+            await refusedUpgrade.close()
+            let client = try await RawWebSocketClient.connect(port: broker.port, extraHeaders: ["Authorization: Bearer s3cret"])
             await client.close()
         }
     }

@@ -20,6 +20,8 @@ import Testing
         case .pong(let id): return "pong \(id?.json ?? "-")"
         case .error(let code, _, let id): return "error \(code) \(id?.json ?? "-")"
         case .welcome: return "welcome"
+        case .refreshed(let exp, let id): return "refreshed \(exp.map(String.init) ?? "null") \(id?.json ?? "-")"
+        case .subscriptionEnded(let topic, let reason): return "unsubscribed \(topic) \(reason)"
         }
     }
 

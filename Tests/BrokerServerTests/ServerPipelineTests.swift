@@ -21,7 +21,7 @@ import Testing
                 configuration: configuration, journal: EmbeddedLoopJournal(loop: loop), eventLoops: [loop],
                 logger: Logger(label: "test"))
             channel = EmbeddedChannel(loop: loop)
-            let hooks = ServerHooks(isListening: { true }, renderMetrics: nil, isAuthorizedUpgrade: { _ in true })
+            let hooks = ServerHooks(isListening: { true }, renderMetrics: nil, admission: .open())
             try BrokerServer.configurePipeline(channel, broker: broker, hooks: hooks)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         }
@@ -73,7 +73,7 @@ import Testing
 
     static let upgrade = """
         GET /ws HTTP/1.1\r
-        Host: broker\r
+        Host: localhost\r
         Upgrade: websocket\r
         Connection: Upgrade\r
         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r

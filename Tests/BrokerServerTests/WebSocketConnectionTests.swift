@@ -16,14 +16,18 @@ import Testing
         let broker: Broker
         let connection: WebSocketConnection
 
-        init(configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
+        init(
+            configure: (inout BrokerConfiguration) -> Void = { _ in }, identity: Identity = .open,
+            authenticator: Authenticator? = nil
+        ) throws {
             loop = EmbeddedEventLoop()
             var configuration = BrokerConfiguration()
             configure(&configuration)
             broker = Broker(
                 configuration: configuration, journal: MemoryJournal(epoch: "e1"), eventLoops: [loop],
                 logger: Logger(label: "test"))
-            connection = WebSocketConnection(broker: broker, shard: broker.shards[0], mode: .broker)
+            connection = WebSocketConnection(
+                broker: broker, shard: broker.shards[0], mode: .broker, identity: identity, authenticator: authenticator)
             channel = EmbeddedChannel(loop: loop)
             try channel.pipeline.syncOperations.addHandler(connection)
         }

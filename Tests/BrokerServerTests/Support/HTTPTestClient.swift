@@ -17,10 +17,10 @@ struct HTTPResponse {
 enum HTTPTestClient {
     static func request(
         _ method: String, _ target: String, port: Int, headers: [String] = [], body: [UInt8]? = nil,
-        chunked: Bool = false, tls: NIOSSLContext? = nil
+        chunked: Bool = false, tls: NIOSSLContext? = nil, host: String = "127.0.0.1"
     ) async throws -> HTTPResponse {
         let (channel, stream) = try await RawWebSocketClient.openCollecting(port: port, tls: tls)
-        var request = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        var request = "\(method) \(target) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n"
         for header in headers { request += header + "\r\n" }
         var out = ByteBuffer()
         if let body {
