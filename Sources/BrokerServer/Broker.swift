@@ -43,7 +43,8 @@ final class Broker: Sendable {
         self.outbox = outbox
         journal.onCompletionRunEnded { outbox.post() }
         self.logger = logger
-        self.requestLimits = RequestLimits(maxTopicBytes: configuration.maxTopicBytes)
+        self.requestLimits = RequestLimits(
+            maxTopicBytes: configuration.maxTopicBytes, maxTopicLevels: configuration.maxTopicLevels)
     }
 
     func shard(for eventLoop: any EventLoop) -> FanoutShard {

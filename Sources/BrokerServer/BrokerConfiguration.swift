@@ -16,6 +16,9 @@ public struct BrokerConfiguration: Sendable {
     public var maxFrameBytes = 1 << 20
     /// Longest topic name or filter in bytes.
     public var maxTopicBytes = 256
+    /// Most levels of a topic name or filter (`a/b/c` has three): deeper ones are refused with
+    /// `invalid_topic`, which bounds what one filter costs in the trie and the journal's queries.
+    public var maxTopicLevels = 32
     /// Subscriptions one connection may hold.
     public var maxSubscriptionsPerConnection = 1_000
     /// Bytes queued for sending above which a connection is behind: a connection that stays

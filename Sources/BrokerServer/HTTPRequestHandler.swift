@@ -267,7 +267,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return nil
         }
         do {
-            try Topic.validateFilter(filter, maxBytes: configuration.maxTopicBytes)
+            try Topic.validateFilter(filter, maxBytes: configuration.maxTopicBytes, maxLevels: configuration.maxTopicLevels)
         } catch {
             respondError(context, head, .badRequest, "invalid_topic", "invalid topic filter: \(error)")
             return nil

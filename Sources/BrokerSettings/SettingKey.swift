@@ -281,6 +281,10 @@ extension SettingKey {
             "max-topic-bytes", .integer(1...65_535), help: "Longest topic name or filter, in bytes.",
             apply: { $0.server.maxTopicBytes = int($1) }, read: { String($0.server.maxTopicBytes) }),
         SettingKey(
+            "max-topic-levels", .integer(1...1_024),
+            help: "Most levels of a topic name or filter (a/b/c has three); deeper ones, and topics with control characters, get invalid_topic.",
+            apply: { $0.server.maxTopicLevels = int($1) }, read: { String($0.server.maxTopicLevels) }),
+        SettingKey(
             "max-subscriptions", .integer(1...Int.max), help: "Subscriptions one connection may hold.",
             apply: { $0.server.maxSubscriptionsPerConnection = int($1) },
             read: { String($0.server.maxSubscriptionsPerConnection) }),
