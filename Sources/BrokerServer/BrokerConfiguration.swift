@@ -19,6 +19,9 @@ public struct BrokerConfiguration: Sendable {
     /// Most levels of a topic name or filter (`a/b/c` has three): deeper ones are refused with
     /// `invalid_topic`, which bounds what one filter costs in the trie and the journal's queries.
     public var maxTopicLevels = 32
+    /// Publishes per second one connection may make, with a burst of as many; over it a publish
+    /// is refused with `rate_limited` and dropped. 0 turns the limit off.
+    public var publishRate = 0
     /// Subscriptions one connection may hold.
     public var maxSubscriptionsPerConnection = 1_000
     /// Bytes queued for sending above which a connection is behind: a connection that stays

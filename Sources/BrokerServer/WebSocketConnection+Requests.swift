@@ -35,6 +35,15 @@ extension WebSocketConnection {
         case .ping:
             sendControl { ServerMessageEncoder.pong(id: request.id, into: &$0) }
         case .publish(let topic, let payload, let isBinary, let retain):
+            if publishLimiter != nil {
+                let allowed = publishLimiter!.take(now: eventLoop.now)
+                guard allowed else {
+                    sendError(RequestError(
+                        .rateLimited, "over the publish rate of \(publishLimiter!.rate) messages per second; dropped",
+                        id: request.id))
+                    return
+                }
+            }
             publish(topic: topic, payload: payload, isBinary: isBinary, retain: retain, id: request.id)
         case .subscribe(let subscribe):
             self.subscribe(subscribe, id: request.id)

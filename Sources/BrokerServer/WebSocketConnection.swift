@@ -71,6 +71,8 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// any is outstanding, live publishes are sequenced through the writer too, so that one
     /// connection's messages reach subscribers in the order it sent them.
     var journalRequestsInFlight = 0
+    /// Publishes this connection may still make (`publishRate`); nil when unlimited.
+    var publishLimiter: PublishRateLimiter?
 
     /// The subscription whose retained messages are being replayed, if any.
     var replay: ReplayJob? { lifecycle.replay }
@@ -101,6 +103,9 @@ final class WebSocketConnection: ChannelInboundHandler {
         self.context = context
         self.allocator = context.channel.allocator
         self.lastInbound = context.eventLoop.now
+        if broker.configuration.publishRate > 0 {
+            publishLimiter = PublishRateLimiter(rate: broker.configuration.publishRate, now: context.eventLoop.now)
+        }
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)

@@ -309,6 +309,12 @@ extension SettingKey {
             "replay-page-size", .integer(1...100_000), help: "Retained messages read from the journal per replay page.",
             apply: { $0.server.replayPageSize = int($1) }, read: { String($0.server.replayPageSize) }),
 
+        // Limits against abuse (PROTOCOL.md, v1.1)
+        SettingKey(
+            "limits.publish-rate", .integer(0...1_000_000_000),
+            help: "Publishes per second one connection may make, with a burst of as many; over it a publish gets error rate_limited and is dropped. 0: no limit.",
+            apply: { $0.server.publishRate = int($1) }, read: { String($0.server.publishRate) }),
+
         // Keepalive and lifecycle
         SettingKey(
             "ping-interval", .seconds, help: "Seconds of silence before the broker pings a connection.",
