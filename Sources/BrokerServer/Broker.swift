@@ -20,6 +20,12 @@ final class Broker: Sendable {
     /// Open connections that negotiated permessage-deflate: publishes are compressed only while
     /// there is at least one.
     let compressingConnections = ManagedAtomic<Int>(0)
+    /// Bytes of the retained publishes of WebSocket connections handed to the journal and not
+    /// yet completed (journal backpressure: `maxPendingRetainedBytes`). Changed once per retained
+    /// publish and once per completion, on the connections' loops.
+    let pendingRetainedBytes = ManagedAtomic<Int>(0)
+    /// `pendingRetainedBytes` now.
+    var retainedBytesAwaitingJournal: Int { pendingRetainedBytes.load(ordering: .relaxed) }
     private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
     init(

@@ -22,6 +22,13 @@ public struct BrokerConfiguration: Sendable {
     /// Publishes per second one connection may make, with a burst of as many; over it a publish
     /// is refused with `rate_limited` and dropped. 0 turns the limit off.
     public var publishRate = 0
+    /// Retained publishes of one connection waiting for the journal: at this many the broker
+    /// stops reading from the connection until the journal has committed some (backpressure).
+    public var maxPendingRetained = 1_024
+    /// Bytes of retained publishes of all connections waiting for the journal (payload and topic
+    /// plus 128 each): past this, every connection that has one waiting stops being read until
+    /// the journal catches up.
+    public var maxPendingRetainedBytes = 64 << 20
     /// Subscriptions one connection may hold.
     public var maxSubscriptionsPerConnection = 1_000
     /// Bytes queued for sending above which a connection is behind: a connection that stays

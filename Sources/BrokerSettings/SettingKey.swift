@@ -314,6 +314,14 @@ extension SettingKey {
             "limits.publish-rate", .integer(0...1_000_000_000),
             help: "Publishes per second one connection may make, with a burst of as many; over it a publish gets error rate_limited and is dropped. 0: no limit.",
             apply: { $0.server.publishRate = int($1) }, read: { String($0.server.publishRate) }),
+        SettingKey(
+            "limits.max-pending-retained", .integer(1...Int(Int32.max)),
+            help: "Retained publishes of one connection waiting for the journal; at this many the broker stops reading from it until the journal catches up (no error, no loss).",
+            apply: { $0.server.maxPendingRetained = int($1) }, read: { String($0.server.maxPendingRetained) }),
+        SettingKey(
+            "limits.max-pending-retained-bytes", .bytes(1...Int.max),
+            help: "Bytes of retained publishes of all connections waiting for the journal (payload + topic + 128 each); past it, connections with one waiting stop being read until the journal catches up.",
+            apply: { $0.server.maxPendingRetainedBytes = int($1) }, read: { String($0.server.maxPendingRetainedBytes) }),
 
         // Keepalive and lifecycle
         SettingKey(
