@@ -20,6 +20,8 @@ final class Broker: Sendable {
     /// Open connections that negotiated permessage-deflate: publishes are compressed only while
     /// there is at least one.
     let compressingConnections = ManagedAtomic<Int>(0)
+    /// WebSocket connections admitted and not yet closed, in total and per IP address.
+    let admission: ConnectionAdmission
     /// Bytes of the retained publishes of WebSocket connections handed to the journal and not
     /// yet completed (journal backpressure: `maxPendingRetainedBytes`). Changed once per retained
     /// publish and once per completion, on the connections' loops.
@@ -51,6 +53,8 @@ final class Broker: Sendable {
         self.logger = logger
         self.requestLimits = RequestLimits(
             maxTopicBytes: configuration.maxTopicBytes, maxTopicLevels: configuration.maxTopicLevels)
+        self.admission = ConnectionAdmission(
+            maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
     }
 
     func shard(for eventLoop: any EventLoop) -> FanoutShard {

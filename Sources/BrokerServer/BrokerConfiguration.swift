@@ -22,6 +22,12 @@ public struct BrokerConfiguration: Sendable {
     /// Publishes per second one connection may make, with a burst of as many; over it a publish
     /// is refused with `rate_limited` and dropped. 0 turns the limit off.
     public var publishRate = 0
+    /// WebSocket connections the broker holds at once; an upgrade past it answers 503. 0: no
+    /// limit (the `broker` executable derives one from the open-file limit).
+    public var maxConnections = 0
+    /// WebSocket connections from one IP address at once; an upgrade past it answers 503. 0: no
+    /// limit.
+    public var maxConnectionsPerIP = 1_000
     /// Retained publishes of one connection waiting for the journal: at this many the broker
     /// stops reading from the connection until the journal has committed some (backpressure).
     public var maxPendingRetained = 1_024

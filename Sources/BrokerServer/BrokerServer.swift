@@ -116,6 +116,7 @@ public final class BrokerServer: Sendable {
         var webSocketPaths: Set<String> = [configuration.webSocketPath]
         if let echo = configuration.echoPath { webSocketPaths.insert(echo) }
         let paths = webSocketPaths
+        let refusal = NIOLoopBound(UpgradeRefusal(), eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: false,
@@ -124,6 +125,17 @@ public final class BrokerServer: Sendable {
                 guard paths.contains(path), hooks.isAuthorizedUpgrade(head) else {
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
+                // Connection limits: a place is taken here and given back when the channel
+                // closes, however it ends. Refused, the HTTP handler answers 503.
+                let address = channel.remoteAddress?.ipAddress
+                if let refused = broker.admission.admit(address) {
+                    refusal.value.reason = refused
+                    broker.logger.debug("upgrade refused", metadata: [
+                        "peer": "\(channel.remoteAddress?.description ?? "?")", "reason": "\(refused)",
+                    ])
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                channel.closeFuture.whenComplete { _ in broker.admission.release(address) }
                 var headers = HTTPHeaders()
                 if let agreement = Self.deflateAgreement(head, configuration: configuration) {
                     headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
@@ -151,7 +163,8 @@ public final class BrokerServer: Sendable {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(
-            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
+            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths, upgradeRefusal: refusal),
+            name: HTTPRequestHandler.name)
     }
 
     /// Whether a WebSocket upgrade carries an accepted token (always, when no tokens are set).

@@ -40,13 +40,18 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let broker: Broker
     private let server: ServerHooks
     private let webSocketPaths: Set<String>
+    /// Set by the upgrader when it refused a WebSocket upgrade for a connection limit.
+    private let upgradeRefusal: NIOLoopBound<UpgradeRefusal>?
     private var state = State.idle
     private var idleTimer: Scheduled<Void>?
 
-    init(broker: Broker, server: ServerHooks, webSocketPaths: Set<String>) {
+    init(
+        broker: Broker, server: ServerHooks, webSocketPaths: Set<String>, upgradeRefusal: NIOLoopBound<UpgradeRefusal>? = nil
+    ) {
         self.broker = broker
         self.server = server
         self.webSocketPaths = webSocketPaths
+        self.upgradeRefusal = upgradeRefusal
     }
 
     private var configuration: BrokerConfiguration { broker.configuration }
@@ -155,6 +160,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Allow", value: Self.allowed[path] ?? "GET")
             respondError(context, head, .methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)", headers: headers)
         case (_, _) where webSocketPaths.contains(path):
+            if let refusal = upgradeRefusal?.value.reason {
+                // A connection limit: never upgraded; the client should retry later.
+                var headers = HTTPHeaders()
+                headers.add(name: "Retry-After", value: "5")
+                respond(context, head, .serviceUnavailable, text: "\(refusal)\n", headers: headers, close: true)
+                return
+            }
             if !server.isAuthorizedUpgrade(head) {
                 respond(context, head, .unauthorized, text: "unauthorized: a valid token is required\n")
                 return
@@ -419,9 +431,9 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(
         _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, text: String,
-        headers: HTTPHeaders = HTTPHeaders()
+        headers: HTTPHeaders = HTTPHeaders(), close: Bool = false
     ) {
-        respond(context, head, status, bytes: ByteBuffer(string: text), headers: headers)
+        respond(context, head, status, bytes: ByteBuffer(string: text), headers: headers, close: close)
     }
 
     private func respond(
@@ -448,6 +460,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             armIdleTimer(context)
         }
     }
+}
+
+/// Why the upgrader did not upgrade a connection's WebSocket request, when the reason is a
+/// connection limit: the HTTP handler answers 503 with it. One per connection, on its loop.
+final class UpgradeRefusal {
+    var reason: ConnectionAdmission.Refusal?
+    init() {}
 }
 
 /// What the HTTP handler needs from the server around it.

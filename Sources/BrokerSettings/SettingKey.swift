@@ -315,6 +315,14 @@ extension SettingKey {
             help: "Publishes per second one connection may make, with a burst of as many; over it a publish gets error rate_limited and is dropped. 0: no limit.",
             apply: { $0.server.publishRate = int($1) }, read: { String($0.server.publishRate) }),
         SettingKey(
+            "limits.max-connections", .integer(0...Int(Int32.max)),
+            help: "WebSocket connections the broker holds at once; an upgrade past it answers 503. 0: the open-file limit minus headroom for the journal and plain HTTP (/healthz).",
+            apply: { $0.server.maxConnections = int($1) }, read: { String($0.server.maxConnections) }),
+        SettingKey(
+            "limits.max-connections-per-ip", .integer(0...Int(Int32.max)),
+            help: "WebSocket connections from one IP address at once; an upgrade past it answers 503. 0: no limit (behind a proxy every client has its address).",
+            apply: { $0.server.maxConnectionsPerIP = int($1) }, read: { String($0.server.maxConnectionsPerIP) }),
+        SettingKey(
             "limits.max-pending-retained", .integer(1...Int(Int32.max)),
             help: "Retained publishes of one connection waiting for the journal; at this many the broker stops reading from it until the journal catches up (no error, no loss).",
             apply: { $0.server.maxPendingRetained = int($1) }, read: { String($0.server.maxPendingRetained) }),

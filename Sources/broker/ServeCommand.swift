@@ -51,9 +51,14 @@ struct Serve: AsyncParsableCommand {
         let settings = try resolve()
         bootstrapLogging(settings)
         let logger = Logger(label: "broker")
-        FileDescriptorLimit.raiseToHardLimit(logger: logger)
+        let openFileLimit = FileDescriptorLimit.raiseToHardLimit(logger: logger)
 
-        let configuration = settings.resolvedServer
+        var configuration = settings.resolvedServer
+        if configuration.maxConnections == 0 {
+            // limits.max-connections 0: what the open-file limit allows, with headroom.
+            configuration.maxConnections = FileDescriptorLimit.connectionCap(openFileLimit: openFileLimit)
+            logger.info("connection limit", metadata: ["max-connections": "\(configuration.maxConnections)"])
+        }
         if let tls = configuration.tls {
             do { try BrokerServer.checkTLS(tls) } catch {
                 FileHandle.standardError.write(Data("broker: TLS certificate or key unusable: \(error)\n".utf8))
