@@ -28,6 +28,8 @@ final class Broker: Sendable {
     let pendingRetainedBytes = ManagedAtomic<Int>(0)
     /// `pendingRetainedBytes` now.
     var retainedBytesAwaitingJournal: Int { pendingRetainedBytes.load(ordering: .relaxed) }
+    /// HTTP request body bytes held by every HTTP connection (`maxHTTPBodyBytesInFlight`).
+    let httpBodyBudget: ByteBudget
     private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
     init(
@@ -55,6 +57,7 @@ final class Broker: Sendable {
             maxTopicBytes: configuration.maxTopicBytes, maxTopicLevels: configuration.maxTopicLevels)
         self.admission = ConnectionAdmission(
             maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
+        self.httpBodyBudget = ByteBudget(limit: configuration.maxHTTPBodyBytesInFlight)
     }
 
     func shard(for eventLoop: any EventLoop) -> FanoutShard {

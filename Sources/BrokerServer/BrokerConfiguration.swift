@@ -86,6 +86,9 @@ public struct BrokerConfiguration: Sendable {
     /// A plain HTTP connection is closed when a request takes longer than this to arrive, or
     /// when it stays idle this long between requests (slowloris guard).
     public var httpIdleTimeout: TimeAmount = .seconds(30)
+    /// Bytes of HTTP request bodies held at once, over every connection (declared lengths count
+    /// from the request head); a request that would pass it answers 503 before its body is read.
+    public var maxHTTPBodyBytesInFlight = 64 << 20
     /// TLS: PEM certificate chain and private key; nil serves plain ws:// and http://.
     public var tls: TLSFiles? = nil
 

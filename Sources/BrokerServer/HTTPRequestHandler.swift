@@ -44,6 +44,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let upgradeRefusal: NIOLoopBound<UpgradeRefusal>?
     private var state = State.idle
     private var idleTimer: Scheduled<Void>?
+    /// Bytes of the current request's body taken from `broker.httpBodyBudget`.
+    private var reservedBodyBytes = 0
 
     init(
         broker: Broker, server: ServerHooks, webSocketPaths: Set<String>, upgradeRefusal: NIOLoopBound<UpgradeRefusal>? = nil
@@ -65,21 +67,37 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         idleTimer = nil
+        releaseBody()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (unwrapInboundIn(data), state) {
         case (.head(let head), _):
-            let limit = bodyLimit(for: head)
-            if let declared = head.headers.first(name: "Content-Length").flatMap(Int.init), declared > limit {
-                refuseTooLarge(context, head, limit: limit)
+            releaseBody()
+            if let refusal = refusal(of: head) {
+                refuse(context, head, refusal)
                 return
             }
-            state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: 0), limit: limit)
+            let declared = Self.declaredLength(head)
+            guard httpBodyBudget.take(declared) else {
+                refuse(context, head, .busy)
+                return
+            }
+            reservedBodyBytes = declared
+            state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: 0), limit: bodyLimit(for: head))
         case (.body(var chunk), .receiving(let head, var body, let limit)):
             guard body.readableBytes + chunk.readableBytes <= limit else {
-                refuseTooLarge(context, head, limit: limit)
+                refuse(context, head, .tooLarge(limit: limit))
                 return
+            }
+            // A chunked body (or one longer than declared) takes from the budget as it comes.
+            let needed = body.readableBytes + chunk.readableBytes - reservedBodyBytes
+            if needed > 0 {
+                guard httpBodyBudget.take(needed) else {
+                    refuse(context, head, .busy)
+                    return
+                }
+                reservedBodyBytes += needed
             }
             state = .responding  // drop the reference while appending (no copy-on-write)
             body.writeBuffer(&chunk)
@@ -93,6 +111,72 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Why a request is refused from its head alone, before a byte of its body is taken: the API
+    /// key, a body where none belongs, a declared length over the route's limit.
+    private enum Refusal {
+        case unauthorized
+        case bodyNotAllowed(HTTPMethod)
+        case tooLarge(limit: Int)
+        /// The budget of body bytes in flight (`maxHTTPBodyBytesInFlight`) is spent.
+        case busy
+    }
+
+    private func refusal(of head: HTTPRequestHead) -> Refusal? {
+        let (path, _) = Self.split(head.uri)
+        if Self.isProtected(path), !isAuthorized(head) { return .unauthorized }
+        let declared = Self.declaredLength(head)
+        let chunked = head.headers.contains(name: "Transfer-Encoding")
+        switch head.method {
+        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE:
+            if declared > 0 || chunked { return .bodyNotAllowed(head.method) }
+        default:
+            break
+        }
+        let limit = bodyLimit(for: head)
+        if declared > limit { return .tooLarge(limit: limit) }
+        return nil
+    }
+
+    /// Answers `refusal` and closes the connection once the answer is written; the rest of the
+    /// request is dropped unread.
+    private func refuse(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ refusal: Refusal) {
+        state = .refused
+        idleTimer?.cancel()
+        switch refusal {
+        case .unauthorized:
+            var headers = HTTPHeaders()
+            headers.add(name: "WWW-Authenticate", value: #"Bearer realm="broker""#)
+            respondError(context, head, .unauthorized, "unauthorized", "missing or wrong API key", headers: headers, close: true)
+        case .bodyNotAllowed(let method):
+            respondError(context, head, .badRequest, "bad_request", "a \(method) request takes no body", close: true)
+        case .tooLarge(let limit):
+            respondError(context, head, .payloadTooLarge, "too_large", "the body exceeds \(limit) bytes", close: true)
+        case .busy:
+            var headers = HTTPHeaders()
+            headers.add(name: "Retry-After", value: "1")
+            respondError(
+                context, head, .serviceUnavailable, "busy", "too many request bodies in flight; retry later",
+                headers: headers, close: true)
+        }
+    }
+
+    /// The request's Content-Length, 0 when absent or unreadable.
+    private static func declaredLength(_ head: HTTPRequestHead) -> Int {
+        head.headers.first(name: "Content-Length").flatMap(Int.init).map { max(0, $0) } ?? 0
+    }
+
+    private static func isProtected(_ path: String) -> Bool {
+        path.hasPrefix("/api/") || path == "/metrics"
+    }
+
+    private var httpBodyBudget: ByteBudget { broker.httpBodyBudget }
+
+    /// Gives the bytes this connection holds for a body back to the shared budget.
+    private func releaseBody() {
+        httpBodyBudget.giveBack(reservedBodyBytes)
+        reservedBodyBytes = 0
+    }
+
     // MARK: Limits and timeouts
 
     private func bodyLimit(for head: HTTPRequestHead) -> Int {
@@ -101,12 +185,6 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return configuration.maxBatchBytes
         }
         return configuration.maxMessageBytes
-    }
-
-    private func refuseTooLarge(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, limit: Int) {
-        state = .refused
-        idleTimer?.cancel()
-        respondError(context, head, .payloadTooLarge, "too_large", "the body exceeds \(limit) bytes", close: true)
     }
 
     private func armIdleTimer(_ context: ChannelHandlerContext) {
@@ -120,14 +198,8 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Routing
 
     private func route(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        // The API key was checked at the head (`refusal(of:)`).
         let (path, query) = Self.split(head.uri)
-        let protected = path.hasPrefix("/api/") || path == "/metrics"
-        if protected, !isAuthorized(head) {
-            var headers = HTTPHeaders()
-            headers.add(name: "WWW-Authenticate", value: #"Bearer realm="broker""#)
-            respondError(context, head, .unauthorized, "unauthorized", "missing or wrong API key", headers: headers)
-            return
-        }
         switch (head.method, path) {
         case (.GET, "/healthz"), (.HEAD, "/healthz"):
             respond(context, head, .ok, text: "ok\n")
@@ -440,6 +512,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, bytes: ByteBuffer,
         headers extra: HTTPHeaders, close: Bool = false
     ) {
+        releaseBody()
         var headers = extra
         if !headers.contains(name: "Content-Type") { headers.add(name: "Content-Type", value: "text/plain; charset=utf-8") }
         headers.add(name: "Content-Length", value: String(bytes.readableBytes))

@@ -355,6 +355,10 @@ extension SettingKey {
             "http.max-batch-bytes", .bytes(1...Int(Int32.max)), help: "Largest body of a batch publish (POST /api/publish with a JSON array).",
             apply: { $0.server.maxBatchBytes = int($1) }, read: { String($0.server.maxBatchBytes) }),
         SettingKey(
+            "http.max-body-bytes-in-flight", .bytes(1...Int.max),
+            help: "HTTP request body bytes held at once over all connections (declared lengths count from the head); a request past it gets 503 before its body is read.",
+            apply: { $0.server.maxHTTPBodyBytesInFlight = int($1) }, read: { String($0.server.maxHTTPBodyBytesInFlight) }),
+        SettingKey(
             "http.max-batch-messages", .integer(1...1_000_000), help: "Most messages in one batch publish.",
             apply: { $0.server.maxBatchMessages = int($1) }, read: { String($0.server.maxBatchMessages) }),
 
