@@ -85,7 +85,12 @@ public struct ControlRequest: Sendable {
 /// Limits applied while parsing requests.
 public struct RequestLimits: Sendable {
     public var maxTopicBytes: Int
-    public init(maxTopicBytes: Int = Topic.defaultMaxBytes) { self.maxTopicBytes = maxTopicBytes }
+    /// Most levels of a topic name or filter (`max-topic-levels`).
+    public var maxTopicLevels: Int
+    public init(maxTopicBytes: Int = Topic.defaultMaxBytes, maxTopicLevels: Int = Topic.defaultMaxLevels) {
+        self.maxTopicBytes = maxTopicBytes
+        self.maxTopicLevels = maxTopicLevels
+    }
 }
 
 extension ControlRequest {
@@ -143,7 +148,7 @@ extension ControlRequest {
         switch op {
         case "subscribe":
             let filter = try string(fields.topic, "topic")
-            do { try Topic.validateFilter(filter, maxBytes: limits.maxTopicBytes) } catch {
+            do { try Topic.validateFilter(filter, maxBytes: limits.maxTopicBytes, maxLevels: limits.maxTopicLevels) } catch {
                 throw fail(.invalidTopic, "invalid topic filter: \(error)")
             }
             var request = SubscribeRequest(filter: filter)
@@ -162,7 +167,7 @@ extension ControlRequest {
 
         case "unsubscribe":
             let filter = try string(fields.topic, "topic")
-            do { try Topic.validateFilter(filter, maxBytes: limits.maxTopicBytes) } catch {
+            do { try Topic.validateFilter(filter, maxBytes: limits.maxTopicBytes, maxLevels: limits.maxTopicLevels) } catch {
                 throw fail(.invalidTopic, "invalid topic filter: \(error)")
             }
             return ControlRequest(id: id, request: .unsubscribe(filter: filter))
@@ -193,7 +198,7 @@ extension ControlRequest {
 
     /// A publish target must be a valid name outside the broker's reserved `$` space.
     public static func validatePublishTopic(_ topic: String, limits: RequestLimits, id: RequestID?) throws(RequestError) {
-        do { try Topic.validateName(topic, maxBytes: limits.maxTopicBytes) } catch {
+        do { try Topic.validateName(topic, maxBytes: limits.maxTopicBytes, maxLevels: limits.maxTopicLevels) } catch {
             throw RequestError(.invalidTopic, "invalid topic: \(error)", id: id)
         }
         if topic.utf8.first == UInt8(ascii: "$") {

@@ -26,4 +26,13 @@ public enum FileDescriptorLimit {
         logger?.info("open file limit", metadata: ["RLIMIT_NOFILE": "\(limit.rlim_cur)"])
         return Int(limit.rlim_cur)
     }
+
+    /// The WebSocket connections a process with `openFileLimit` descriptors can hold and still
+    /// answer `/healthz` and keep its journal open: the limit minus a headroom of 64 plus 5%
+    /// (SQLite's database, WAL and reader connections, the listener, the event loops' epoll
+    /// and eventfd descriptors, plain HTTP connections). At least 1.
+    public static func connectionCap(openFileLimit: Int) -> Int {
+        guard openFileLimit > 0 else { return 0 }
+        return max(1, openFileLimit - 64 - openFileLimit / 20)
+    }
 }

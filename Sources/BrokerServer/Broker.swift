@@ -20,6 +20,16 @@ final class Broker: Sendable {
     /// Open connections that negotiated permessage-deflate: publishes are compressed only while
     /// there is at least one.
     let compressingConnections = ManagedAtomic<Int>(0)
+    /// WebSocket connections admitted and not yet closed, in total and per IP address.
+    let admission: ConnectionAdmission
+    /// Bytes of the retained publishes of WebSocket connections handed to the journal and not
+    /// yet completed (journal backpressure: `maxPendingRetainedBytes`). Changed once per retained
+    /// publish and once per completion, on the connections' loops.
+    let pendingRetainedBytes = ManagedAtomic<Int>(0)
+    /// `pendingRetainedBytes` now.
+    var retainedBytesAwaitingJournal: Int { pendingRetainedBytes.load(ordering: .relaxed) }
+    /// HTTP request body bytes held by every HTTP connection (`maxHTTPBodyBytesInFlight`).
+    let httpBodyBudget: ByteBudget
     private let sessionPrefix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
     init(
@@ -43,7 +53,11 @@ final class Broker: Sendable {
         self.outbox = outbox
         journal.onCompletionRunEnded { outbox.post() }
         self.logger = logger
-        self.requestLimits = RequestLimits(maxTopicBytes: configuration.maxTopicBytes)
+        self.requestLimits = RequestLimits(
+            maxTopicBytes: configuration.maxTopicBytes, maxTopicLevels: configuration.maxTopicLevels)
+        self.admission = ConnectionAdmission(
+            maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
+        self.httpBodyBudget = ByteBudget(limit: configuration.maxHTTPBodyBytesInFlight)
     }
 
     func shard(for eventLoop: any EventLoop) -> FanoutShard {

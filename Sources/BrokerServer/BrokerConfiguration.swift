@@ -16,6 +16,25 @@ public struct BrokerConfiguration: Sendable {
     public var maxFrameBytes = 1 << 20
     /// Longest topic name or filter in bytes.
     public var maxTopicBytes = 256
+    /// Most levels of a topic name or filter (`a/b/c` has three): deeper ones are refused with
+    /// `invalid_topic`, which bounds what one filter costs in the trie and the journal's queries.
+    public var maxTopicLevels = 32
+    /// Publishes per second one connection may make, with a burst of as many; over it a publish
+    /// is refused with `rate_limited` and dropped. 0 turns the limit off.
+    public var publishRate = 0
+    /// WebSocket connections the broker holds at once; an upgrade past it answers 503. 0: no
+    /// limit (the `broker` executable derives one from the open-file limit).
+    public var maxConnections = 0
+    /// WebSocket connections from one IP address at once; an upgrade past it answers 503. 0: no
+    /// limit.
+    public var maxConnectionsPerIP = 1_000
+    /// Retained publishes of one connection waiting for the journal: at this many the broker
+    /// stops reading from the connection until the journal has committed some (backpressure).
+    public var maxPendingRetained = 1_024
+    /// Bytes of retained publishes of all connections waiting for the journal (payload and topic
+    /// plus 128 each): past this, every connection that has one waiting stops being read until
+    /// the journal catches up.
+    public var maxPendingRetainedBytes = 64 << 20
     /// Subscriptions one connection may hold.
     public var maxSubscriptionsPerConnection = 1_000
     /// Bytes queued for sending above which a connection is behind: a connection that stays
@@ -113,6 +132,9 @@ public struct BrokerConfiguration: Sendable {
     /// A plain HTTP connection is closed when a request takes longer than this to arrive, or
     /// when it stays idle this long between requests (slowloris guard).
     public var httpIdleTimeout: TimeAmount = .seconds(30)
+    /// Bytes of HTTP request bodies held at once, over every connection (declared lengths count
+    /// from the request head); a request that would pass it answers 503 before its body is read.
+    public var maxHTTPBodyBytesInFlight = 64 << 20
     /// TLS: PEM certificate chain and private key; nil serves plain ws:// and http://.
     public var tls: TLSFiles? = nil
 

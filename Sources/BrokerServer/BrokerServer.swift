@@ -131,6 +131,7 @@ public final class BrokerServer: Sendable {
         let paths = webSocketPaths
         // Who the upgrade admitted, from `shouldUpgrade` to the new connection (one channel).
         let admitted = NIOLoopBoundBox<Identity?>.makeEmptyBox(valueType: Identity.self, eventLoop: channel.eventLoop)
+        let refusal = NIOLoopBound(UpgradeRefusal(), eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: false,
@@ -140,6 +141,17 @@ public final class BrokerServer: Sendable {
                 guard paths.contains(path), case .admitted(let identity) = hooks.admission.upgrade(head) else {
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
+                // Connection limits: a place is taken here and given back when the channel
+                // closes, however it ends. Refused, the HTTP handler answers 503.
+                let address = channel.remoteAddress?.ipAddress
+                if let refused = broker.admission.admit(address) {
+                    refusal.value.reason = refused
+                    broker.logger.debug("upgrade refused", metadata: [
+                        "peer": "\(channel.remoteAddress?.description ?? "?")", "reason": "\(refused)",
+                    ])
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                channel.closeFuture.whenComplete { _ in broker.admission.release(address) }
                 admitted.value = identity
                 var headers = HTTPHeaders()
                 if let agreement = Self.deflateAgreement(head, configuration: configuration) {
@@ -171,7 +183,8 @@ public final class BrokerServer: Sendable {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(
-            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths), name: HTTPRequestHandler.name)
+            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths, upgradeRefusal: refusal),
+            name: HTTPRequestHandler.name)
     }
 
     /// The permessage-deflate agreement for an upgrade request (the same answer in

@@ -44,17 +44,25 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let broker: Broker
     private let server: ServerHooks
     private let webSocketPaths: Set<String>
+    /// Set by the upgrader when it refused a WebSocket upgrade for a connection limit.
+    private let upgradeRefusal: NIOLoopBound<UpgradeRefusal>?
     private var state = State.idle
     private var idleTimer: Scheduled<Void>?
-    /// What the current request's credentials permit (publish and retained endpoints).
+    /// What the current request's credentials permit (publish and retained endpoints), decided
+    /// at its head.
     private var permissions = Permissions.everything
     /// CORS headers for the current request's answer (an allowed cross-origin page), else empty.
     private var cors = HTTPHeaders()
+    /// Bytes of the current request's body taken from `broker.httpBodyBudget`.
+    private var reservedBodyBytes = 0
 
-    init(broker: Broker, server: ServerHooks, webSocketPaths: Set<String>) {
+    init(
+        broker: Broker, server: ServerHooks, webSocketPaths: Set<String>, upgradeRefusal: NIOLoopBound<UpgradeRefusal>? = nil
+    ) {
         self.broker = broker
         self.server = server
         self.webSocketPaths = webSocketPaths
+        self.upgradeRefusal = upgradeRefusal
     }
 
     private var configuration: BrokerConfiguration { broker.configuration }
@@ -68,21 +76,37 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         idleTimer = nil
+        releaseBody()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (unwrapInboundIn(data), state) {
         case (.head(let head), _):
-            let limit = bodyLimit(for: head)
-            if let declared = head.headers.first(name: "Content-Length").flatMap(Int.init), declared > limit {
-                refuseTooLarge(context, head, limit: limit)
+            releaseBody()
+            if let refusal = refusal(of: head) {
+                refuse(context, head, refusal)
                 return
             }
-            state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: 0), limit: limit)
+            let declared = Self.declaredLength(head)
+            guard httpBodyBudget.take(declared) else {
+                refuse(context, head, .busy)
+                return
+            }
+            reservedBodyBytes = declared
+            state = .receiving(head: head, body: context.channel.allocator.buffer(capacity: 0), limit: bodyLimit(for: head))
         case (.body(var chunk), .receiving(let head, var body, let limit)):
             guard body.readableBytes + chunk.readableBytes <= limit else {
-                refuseTooLarge(context, head, limit: limit)
+                refuse(context, head, .tooLarge(limit: limit))
                 return
+            }
+            // A chunked body (or one longer than declared) takes from the budget as it comes.
+            let needed = body.readableBytes + chunk.readableBytes - reservedBodyBytes
+            if needed > 0 {
+                guard httpBodyBudget.take(needed) else {
+                    refuse(context, head, .busy)
+                    return
+                }
+                reservedBodyBytes += needed
             }
             state = .responding  // drop the reference while appending (no copy-on-write)
             body.writeBuffer(&chunk)
@@ -96,6 +120,105 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Why a request is refused from its head alone, before a byte of its body is taken: the API
+    /// key, a body where none belongs, a declared length over the route's limit.
+    private enum Refusal {
+        /// A loopback listener asked for under a name that is not loopback (DNS rebinding).
+        case misdirected
+        /// A browser page from an origin not in `auth.allowed-origins`.
+        case originNotAllowed
+        case unauthorized(String)
+        case bodyNotAllowed(HTTPMethod)
+        case tooLarge(limit: Int)
+        /// The budget of body bytes in flight (`maxHTTPBodyBytesInFlight`) is spent.
+        case busy
+    }
+
+    private func refusal(of head: HTTPRequestHead) -> Refusal? {
+        let (path, _) = Self.split(head.uri)
+        let admission = server.admission
+        cors = HTTPHeaders()
+        permissions = .everything
+        // DNS rebinding: a loopback listener answers to loopback names only (the probes, which
+        // say nothing, excepted).
+        let probe = path == "/healthz" || path == "/readyz"
+        guard probe || admission.origins.isAllowedHost(head) else { return .misdirected }
+        if Self.isProtected(path) {
+            // A page from a foreign origin gets nothing (CSRF: not even a text/plain POST).
+            guard admission.origins.isAllowedOrigin(head) else { return .originNotAllowed }
+            cors = admission.origins.corsHeaders(head, preflight: head.method == .OPTIONS)
+            // A preflight carries no credentials (browsers never send them on one).
+            if head.method != .OPTIONS, !isAPIKey(head) {
+                let clientEndpoint = path == "/api/publish" || path == "/api/publish/batch" || path == "/api/retained"
+                if clientEndpoint, configuration.hasCredentials {
+                    switch admission.authenticator.authenticate(credential: Self.credential(of: head)) {
+                    case .success(let identity): permissions = identity.permissions
+                    case .failure(let refusal): return .unauthorized(refusal.reason)
+                    }
+                } else if configuration.apiKey != nil {
+                    return .unauthorized("missing or wrong API key")
+                }
+            }
+        }
+        let declared = Self.declaredLength(head)
+        let chunked = head.headers.contains(name: "Transfer-Encoding")
+        switch head.method {
+        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE:
+            if declared > 0 || chunked { return .bodyNotAllowed(head.method) }
+        default:
+            break
+        }
+        let limit = bodyLimit(for: head)
+        if declared > limit { return .tooLarge(limit: limit) }
+        return nil
+    }
+
+    /// Answers `refusal` and closes the connection once the answer is written; the rest of the
+    /// request is dropped unread.
+    private func refuse(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ refusal: Refusal) {
+        state = .refused
+        idleTimer?.cancel()
+        switch refusal {
+        case .misdirected:
+            respond(
+                context, head, Admission.misdirected, text: "host not allowed: this listener answers to loopback names only\n",
+                close: true)
+        case .originNotAllowed:
+            respondError(context, head, .forbidden, "forbidden", "origin not allowed", close: true)
+        case .unauthorized(let reason):
+            var headers = HTTPHeaders()
+            headers.add(name: "WWW-Authenticate", value: #"Bearer realm="broker""#)
+            respondError(context, head, .unauthorized, "unauthorized", reason, headers: headers, close: true)
+        case .bodyNotAllowed(let method):
+            respondError(context, head, .badRequest, "bad_request", "a \(method) request takes no body", close: true)
+        case .tooLarge(let limit):
+            respondError(context, head, .payloadTooLarge, "too_large", "the body exceeds \(limit) bytes", close: true)
+        case .busy:
+            var headers = HTTPHeaders()
+            headers.add(name: "Retry-After", value: "1")
+            respondError(
+                context, head, .serviceUnavailable, "busy", "too many request bodies in flight; retry later",
+                headers: headers, close: true)
+        }
+    }
+
+    /// The request's Content-Length, 0 when absent or unreadable.
+    private static func declaredLength(_ head: HTTPRequestHead) -> Int {
+        head.headers.first(name: "Content-Length").flatMap(Int.init).map { max(0, $0) } ?? 0
+    }
+
+    private static func isProtected(_ path: String) -> Bool {
+        path.hasPrefix("/api/") || path == "/metrics"
+    }
+
+    private var httpBodyBudget: ByteBudget { broker.httpBodyBudget }
+
+    /// Gives the bytes this connection holds for a body back to the shared budget.
+    private func releaseBody() {
+        httpBodyBudget.giveBack(reservedBodyBytes)
+        reservedBodyBytes = 0
+    }
+
     // MARK: Limits and timeouts
 
     private func bodyLimit(for head: HTTPRequestHead) -> Int {
@@ -104,12 +227,6 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return configuration.maxBatchBytes
         }
         return configuration.maxMessageBytes
-    }
-
-    private func refuseTooLarge(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, limit: Int) {
-        state = .refused
-        idleTimer?.cancel()
-        respondError(context, head, .payloadTooLarge, "too_large", "the body exceeds \(limit) bytes", close: true)
     }
 
     private func armIdleTimer(_ context: ChannelHandlerContext) {
@@ -123,46 +240,14 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Routing
 
     private func route(_ head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        // The API key was checked at the head (`refusal(of:)`).
         let (path, query) = Self.split(head.uri)
-        let protected = path.hasPrefix("/api/") || path == "/metrics"
-        let admission = server.admission
-        cors = HTTPHeaders()
-        permissions = .everything
-        // DNS rebinding: a loopback listener answers to loopback names only (the probes, which
-        // say nothing, excepted).
-        let probe = path == "/healthz" || path == "/readyz"
-        guard probe || admission.origins.isAllowedHost(head) else {
-            respond(context, head, Admission.misdirected, text: "host not allowed: this listener answers to loopback names only\n")
+        if head.method == .OPTIONS, Self.isProtected(path) {
+            // A CORS preflight (its origin was checked at the head; `cors` holds the answer).
+            var headers = HTTPHeaders()
+            headers.add(name: "Allow", value: (Self.allowed[path] ?? "GET") + ", OPTIONS")
+            respond(context, head, .noContent, bytes: ByteBuffer(), headers: headers)
             return
-        }
-        if protected {
-            // A page from a foreign origin gets nothing (CSRF: not even a text/plain POST).
-            guard admission.origins.isAllowedOrigin(head) else {
-                respondError(context, head, .forbidden, "forbidden", "origin not allowed")
-                return
-            }
-            cors = admission.origins.corsHeaders(head, preflight: head.method == .OPTIONS)
-            if head.method == .OPTIONS {
-                var headers = HTTPHeaders()
-                headers.add(name: "Allow", value: (Self.allowed[path] ?? "GET") + ", OPTIONS")
-                respond(context, head, .noContent, bytes: ByteBuffer(), headers: headers)
-                return
-            }
-            if !isAPIKey(head) {
-                let clientEndpoint = path == "/api/publish" || path == "/api/publish/batch" || path == "/api/retained"
-                if clientEndpoint, configuration.hasCredentials {
-                    switch admission.authenticator.authenticate(credential: Self.credential(of: head)) {
-                    case .success(let identity):
-                        permissions = identity.permissions
-                    case .failure(let refusal):
-                        refuseUnauthorized(context, head, refusal.reason)
-                        return
-                    }
-                } else if configuration.apiKey != nil {
-                    refuseUnauthorized(context, head, "missing or wrong API key")
-                    return
-                }
-            }
         }
         switch (head.method, path) {
         case (.GET, "/healthz"), (.HEAD, "/healthz"):
@@ -196,12 +281,20 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Allow", value: Self.allowed[path] ?? "GET")
             respondError(context, head, .methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)", headers: headers)
         case (_, _) where webSocketPaths.contains(path):
-            if case .refused(let status, let reason, let headers) = admission.upgrade(head) {
+            // Credentials and origin first: a refused client takes no connection slot.
+            if case .refused(let status, let reason, let headers) = server.admission.upgrade(head) {
                 broker.logger.info("upgrade refused", metadata: [
                     "status": "\(status.code)", "reason": "\(reason)",
                     "peer": "\(context.channel.remoteAddress?.description ?? "?")",
                 ])
                 respond(context, head, status, text: reason + "\n", headers: headers)
+                return
+            }
+            if let refusal = upgradeRefusal?.value.reason {
+                // A connection limit: never upgraded; the client should retry later.
+                var headers = HTTPHeaders()
+                headers.add(name: "Retry-After", value: "5")
+                respond(context, head, .serviceUnavailable, text: "\(refusal)\n", headers: headers, close: true)
                 return
             }
             var headers = HTTPHeaders()
@@ -228,12 +321,6 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// A client's credential on an API request: `X-API-Key`, `Authorization: Bearer` or `?token=`.
     private static func credential(of head: HTTPRequestHead) -> String? {
         head.headers.first(name: "X-API-Key") ?? Authenticator.credential(of: head)
-    }
-
-    private func refuseUnauthorized(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ reason: String) {
-        var headers = HTTPHeaders()
-        headers.add(name: "WWW-Authenticate", value: #"Bearer realm="broker""#)
-        respondError(context, head, .unauthorized, "unauthorized", reason, headers: headers)
     }
 
     private func refuseForbidden(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ what: String) {
@@ -331,7 +418,7 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             return nil
         }
         do {
-            try Topic.validateFilter(filter, maxBytes: configuration.maxTopicBytes)
+            try Topic.validateFilter(filter, maxBytes: configuration.maxTopicBytes, maxLevels: configuration.maxTopicLevels)
         } catch {
             respondError(context, head, .badRequest, "invalid_topic", "invalid topic filter: \(error)")
             return nil
@@ -491,15 +578,16 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func respond(
         _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, text: String,
-        headers: HTTPHeaders = HTTPHeaders()
+        headers: HTTPHeaders = HTTPHeaders(), close: Bool = false
     ) {
-        respond(context, head, status, bytes: ByteBuffer(string: text), headers: headers)
+        respond(context, head, status, bytes: ByteBuffer(string: text), headers: headers, close: close)
     }
 
     private func respond(
         _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, bytes: ByteBuffer,
         headers extra: HTTPHeaders, close: Bool = false
     ) {
+        releaseBody()
         var headers = extra
         for (name, value) in cors { headers.add(name: name, value: value) }
         if !headers.contains(name: "Content-Type") { headers.add(name: "Content-Type", value: "text/plain; charset=utf-8") }
@@ -521,6 +609,13 @@ final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
             armIdleTimer(context)
         }
     }
+}
+
+/// Why the upgrader did not upgrade a connection's WebSocket request, when the reason is a
+/// connection limit: the HTTP handler answers 503 with it. One per connection, on its loop.
+final class UpgradeRefusal {
+    var reason: ConnectionAdmission.Refusal?
+    init() {}
 }
 
 /// What the HTTP handler needs from the server around it.

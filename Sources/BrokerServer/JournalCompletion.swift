@@ -33,7 +33,7 @@ struct JournalCompletion: Sendable {
     /// Answers the waiter; on its loop.
     func answer() {
         switch waiter {
-        case .publish(let connection, let id): connection.value.journalRequestCompleted(result, id: id)
+        case .publish(let connection, let id): connection.value.journalRequestCompleted(result, id: id, retainedBytes: publication?.heldBytes)
         case .replaySnapshot(let connection): connection.value.replaySnapshotTaken(result)
         case .promise(let promise): promise.completeWith(result.mapError { $0 as any Error })
         }

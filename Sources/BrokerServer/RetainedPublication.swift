@@ -60,6 +60,16 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
         }
     }
 
+    /// What a retained publish waiting for the journal is counted as against
+    /// `maxPendingRetainedBytes`: its payload, its topic and a fixed share for the object, the
+    /// frame's header room and the writer's queue entry.
+    static func heldBytes(topic: String, payloadBytes: Int) -> Int {
+        payloadBytes + topic.utf8.count + 128
+    }
+
+    /// `heldBytes` of this publication.
+    var heldBytes: Int { Self.heldBytes(topic: topic, payloadBytes: payloadLength) }
+
     /// On the journal's completion thread, in offset order.
     func completed(_ result: Result<UInt64, JournalError>) {
         outbox.committed(self, result)

@@ -1,3 +1,4 @@
+import Atomics
 import BrokerJournal
 import BrokerProtocol
 import Foundation
@@ -17,7 +18,7 @@ extension WebSocketConnection {
     func deferRequest(_ parsed: Result<ControlRequest, RequestError>) {
         deferredRequests.append(parsed)
         if deferredRequests.count == Self.maxDeferredRequests {
-            context?.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+            pauseReading(.replayBacklog)
         }
     }
 
@@ -27,7 +28,7 @@ extension WebSocketConnection {
             serve(next)
         }
         if deferredRequests.count < Self.maxDeferredRequests, lifecycle.isOpen {
-            context?.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+            resumeReading(.replayBacklog)
         }
     }
 
@@ -39,6 +40,15 @@ extension WebSocketConnection {
             guard identity.permissions.mayPublish(to: topic) else {
                 sendError(RequestError(.forbidden, "this token may not publish to \(topic)", id: request.id))
                 return
+            }
+            if publishLimiter != nil {
+                let allowed = publishLimiter!.take(now: eventLoop.now)
+                guard allowed else {
+                    sendError(RequestError(
+                        .rateLimited, "over the publish rate of \(publishLimiter!.rate) messages per second; dropped",
+                        id: request.id))
+                    return
+                }
             }
             publish(topic: topic, payload: payload, isBinary: isBinary, retain: retain, id: request.id)
         case .subscribe(let subscribe):
@@ -120,6 +130,15 @@ extension WebSocketConnection {
         }
         journalRequestsInFlight += 1
         if retain {
+            // Journal backpressure: past either bound, stop reading from this connection until
+            // the writer has committed some (journalRequestCompleted). No error, nothing lost.
+            retainedInJournal += 1
+            let held = RetainedPublication.heldBytes(topic: topic, payloadBytes: payload.readableBytes)
+            let total = broker.pendingRetainedBytes.wrappingIncrementThenLoad(by: held, ordering: .relaxed)
+            let configuration = broker.configuration
+            if retainedInJournal >= configuration.maxPendingRetained || total >= configuration.maxPendingRetainedBytes {
+                pauseReading(.journalBacklog)
+            }
             // The journal completes appends on its writer, in the order requested: the outbox
             // fans the message out from there so every loop receives retained messages in offset
             // order; the ack follows after the fan-out (JournalOutbox.swift).
@@ -138,8 +157,21 @@ extension WebSocketConnection {
     }
 
     /// A publish that went through the journal writer has been fanned out (or failed).
-    func journalRequestCompleted(_ result: Result<UInt64?, JournalError>, id: RequestID?) {
+    /// `retainedBytes`: the publication's `heldBytes` for a retained publish, nil for a live one.
+    func journalRequestCompleted(_ result: Result<UInt64?, JournalError>, id: RequestID?, retainedBytes: Int?) {
         journalRequestsInFlight -= 1
+        if let retainedBytes {
+            retainedInJournal -= 1
+            let total = broker.pendingRetainedBytes.wrappingDecrementThenLoad(by: retainedBytes, ordering: .relaxed)
+            // Resume under both bounds; or with nothing of ours left in the journal, whatever the
+            // total (no later completion would wake us: the overshoot is one read at most).
+            let configuration = broker.configuration
+            if readPauses.contains(.journalBacklog), retainedInJournal < configuration.maxPendingRetained,
+                total < configuration.maxPendingRetainedBytes || retainedInJournal == 0
+            {
+                resumeReading(.journalBacklog)
+            }
+        }
         switch result {
         case .success(let offset):
             if let id { sendControl { ServerMessageEncoder.ack(id: id, offset: offset, into: &$0) } }

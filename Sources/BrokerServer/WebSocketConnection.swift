@@ -10,8 +10,11 @@ import NIOWebSocket
 /// `MessageAssembler`; requests are served in the extensions in `WebSocketConnection+*.swift`.
 /// Outbound frames are complete, pre-encoded buffers written at the head of the pipeline and
 /// flushed once per event-loop tick by the shard.
-final class WebSocketConnection: ChannelInboundHandler {
+final class WebSocketConnection: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
+    /// Nothing is written through this handler (frames go through `writer`); it is duplex only
+    /// to hold back the channel's reads while reading is paused (`readPauses`).
+    typealias OutboundIn = ByteBuffer
 
     enum Mode {
         /// PROTOCOL.md pub/sub.
@@ -78,6 +81,23 @@ final class WebSocketConnection: ChannelInboundHandler {
     /// any is outstanding, live publishes are sequenced through the writer too, so that one
     /// connection's messages reach subscribers in the order it sent them.
     var journalRequestsInFlight = 0
+    /// Of those, the retained publishes (journal backpressure: `maxPendingRetained`).
+    var retainedInJournal = 0
+    /// Publishes this connection may still make (`publishRate`); nil when unlimited.
+    var publishLimiter: PublishRateLimiter?
+
+    /// Why the broker is not reading from this connection now; reads go on when none is left.
+    struct ReadPauses: OptionSet {
+        let rawValue: UInt8
+        /// A replay holds back `maxDeferredRequests` requests.
+        static let replayBacklog = ReadPauses(rawValue: 1 << 0)
+        /// The journal has not committed `maxPendingRetained` retained publishes of this
+        /// connection, or `maxPendingRetainedBytes` of all connections.
+        static let journalBacklog = ReadPauses(rawValue: 1 << 1)
+    }
+    private(set) var readPauses: ReadPauses = []
+    /// A read the channel asked for while paused, passed on when reading resumes.
+    private var readWithheld = false
 
     /// The subscription whose retained messages are being replayed, if any.
     var replay: ReplayJob? { lifecycle.replay }
@@ -113,6 +133,9 @@ final class WebSocketConnection: ChannelInboundHandler {
         self.context = context
         self.allocator = context.channel.allocator
         self.lastInbound = context.eventLoop.now
+        if broker.configuration.publishRate > 0 {
+            publishLimiter = PublishRateLimiter(rate: broker.configuration.publishRate, now: context.eventLoop.now)
+        }
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)
@@ -198,6 +221,30 @@ final class WebSocketConnection: ChannelInboundHandler {
             broker.logger.debug("protocol violation", metadata: ["session": "\(sessionID)", "code": "\(code)", "reason": "\(reason)"])
             close(.violation(WebSocketErrorCode(codeNumber: Int(code)), reason))
         }
+    }
+
+    // MARK: Reading
+
+    /// The channel asks for more bytes (after each read when auto-read is on): passed on unless
+    /// reading is paused, then kept until it resumes. NIO reads nothing until a read is passed.
+    func read(context: ChannelHandlerContext) {
+        if readPauses.isEmpty {
+            context.read()
+        } else {
+            readWithheld = true
+        }
+    }
+
+    /// Stops reading from the socket for `reason` (what was already read is still served).
+    func pauseReading(_ reason: ReadPauses) {
+        readPauses.insert(reason)
+    }
+
+    /// Ends the pause for `reason`; reading goes on if no other pause holds it.
+    func resumeReading(_ reason: ReadPauses) {
+        guard readPauses.remove(reason) != nil, readPauses.isEmpty, readWithheld else { return }
+        readWithheld = false
+        context?.read()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

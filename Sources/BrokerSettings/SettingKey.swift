@@ -281,6 +281,10 @@ extension SettingKey {
             "max-topic-bytes", .integer(1...65_535), help: "Longest topic name or filter, in bytes.",
             apply: { $0.server.maxTopicBytes = int($1) }, read: { String($0.server.maxTopicBytes) }),
         SettingKey(
+            "max-topic-levels", .integer(1...1_024),
+            help: "Most levels of a topic name or filter (a/b/c has three); deeper ones, and topics with control characters, get invalid_topic.",
+            apply: { $0.server.maxTopicLevels = int($1) }, read: { String($0.server.maxTopicLevels) }),
+        SettingKey(
             "max-subscriptions", .integer(1...Int.max), help: "Subscriptions one connection may hold.",
             apply: { $0.server.maxSubscriptionsPerConnection = int($1) },
             read: { String($0.server.maxSubscriptionsPerConnection) }),
@@ -305,6 +309,28 @@ extension SettingKey {
             "replay-page-size", .integer(1...100_000), help: "Retained messages read from the journal per replay page.",
             apply: { $0.server.replayPageSize = int($1) }, read: { String($0.server.replayPageSize) }),
 
+        // Limits against abuse (PROTOCOL.md, v1.1)
+        SettingKey(
+            "limits.publish-rate", .integer(0...1_000_000_000),
+            help: "Publishes per second one connection may make, with a burst of as many; over it a publish gets error rate_limited and is dropped. 0: no limit.",
+            apply: { $0.server.publishRate = int($1) }, read: { String($0.server.publishRate) }),
+        SettingKey(
+            "limits.max-connections", .integer(0...Int(Int32.max)),
+            help: "WebSocket connections the broker holds at once; an upgrade past it answers 503. 0: the open-file limit minus headroom for the journal and plain HTTP (/healthz).",
+            apply: { $0.server.maxConnections = int($1) }, read: { String($0.server.maxConnections) }),
+        SettingKey(
+            "limits.max-connections-per-ip", .integer(0...Int(Int32.max)),
+            help: "WebSocket connections from one IP address at once; an upgrade past it answers 503. 0: no limit (behind a proxy every client has its address).",
+            apply: { $0.server.maxConnectionsPerIP = int($1) }, read: { String($0.server.maxConnectionsPerIP) }),
+        SettingKey(
+            "limits.max-pending-retained", .integer(1...Int(Int32.max)),
+            help: "Retained publishes of one connection waiting for the journal; at this many the broker stops reading from it until the journal catches up (no error, no loss).",
+            apply: { $0.server.maxPendingRetained = int($1) }, read: { String($0.server.maxPendingRetained) }),
+        SettingKey(
+            "limits.max-pending-retained-bytes", .bytes(1...Int.max),
+            help: "Bytes of retained publishes of all connections waiting for the journal (payload + topic + 128 each); past it, connections with one waiting stop being read until the journal catches up.",
+            apply: { $0.server.maxPendingRetainedBytes = int($1) }, read: { String($0.server.maxPendingRetainedBytes) }),
+
         // Keepalive and lifecycle
         SettingKey(
             "ping-interval", .seconds, help: "Seconds of silence before the broker pings a connection.",
@@ -328,6 +354,10 @@ extension SettingKey {
         SettingKey(
             "http.max-batch-bytes", .bytes(1...Int(Int32.max)), help: "Largest body of a batch publish (POST /api/publish with a JSON array).",
             apply: { $0.server.maxBatchBytes = int($1) }, read: { String($0.server.maxBatchBytes) }),
+        SettingKey(
+            "http.max-body-bytes-in-flight", .bytes(1...Int.max),
+            help: "HTTP request body bytes held at once over all connections (declared lengths count from the head); a request past it gets 503 before its body is read.",
+            apply: { $0.server.maxHTTPBodyBytesInFlight = int($1) }, read: { String($0.server.maxHTTPBodyBytesInFlight) }),
         SettingKey(
             "http.max-batch-messages", .integer(1...1_000_000), help: "Most messages in one batch publish.",
             apply: { $0.server.maxBatchMessages = int($1) }, read: { String($0.server.maxBatchMessages) }),

@@ -51,9 +51,9 @@ struct Serve: AsyncParsableCommand {
         let settings = try resolve()
         bootstrapLogging(settings)
         let logger = Logger(label: "broker")
-        FileDescriptorLimit.raiseToHardLimit(logger: logger)
+        let openFileLimit = FileDescriptorLimit.raiseToHardLimit(logger: logger)
 
-        let configuration = settings.resolvedServer
+        var configuration = settings.resolvedServer
         // An open broker (no credentials) serves loopback only, unless asked for explicitly.
         if let problem = configuration.openOnPublicAddressProblem {
             FileHandle.standardError.write(Data("broker: configuration error: \(problem)\n".utf8))
@@ -68,6 +68,11 @@ struct Serve: AsyncParsableCommand {
         }
         if !configuration.hasCredentials {
             logger.notice("no credentials configured: the broker is open to every client that reaches \(configuration.host)")
+        }
+        if configuration.maxConnections == 0 {
+            // limits.max-connections 0: what the open-file limit allows, with headroom.
+            configuration.maxConnections = FileDescriptorLimit.connectionCap(openFileLimit: openFileLimit)
+            logger.info("connection limit", metadata: ["max-connections": "\(configuration.maxConnections)"])
         }
         if let tls = configuration.tls {
             do { try BrokerServer.checkTLS(tls) } catch {

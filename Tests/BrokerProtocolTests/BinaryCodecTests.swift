@@ -40,6 +40,10 @@ struct BinaryCodecTests {
         ("wildcard topic, with id", frame(flags: 0x02, topic: Array("a/#".utf8), id: [0, 0, 1, 0]), .invalidTopic, "256"),
         ("NUL in topic", frame(topic: [0x61, 0x00, 0x62]), .invalidTopic, nil),
         ("topic too long", frame(topic: Array(repeating: 0x61, count: Topic.defaultMaxBytes + 1)), .invalidTopic, nil),
+        ("topic too deep", frame(flags: 0x02, topic: Array(String(repeating: "a/", count: 32).utf8) + [0x61], id: [0, 0, 0, 5]), .invalidTopic, "5"),
+        ("newline in topic", frame(topic: [0x61, 0x0A, 0x62]), .invalidTopic, nil),
+        ("escape in topic", frame(topic: [0x1B, 0x5B, 0x32, 0x4A]), .invalidTopic, nil),
+        ("DEL in topic", frame(topic: [0x61, 0x7F]), .invalidTopic, nil),
         ("$ topic", frame(topic: Array("$sys/x".utf8)), .forbidden, nil),
         ("$ topic, with id", frame(flags: 0x03, topic: Array("$x".utf8), id: [0xFF, 0xFF, 0xFF, 0xFF]), .forbidden, "4294967295"),
     ]

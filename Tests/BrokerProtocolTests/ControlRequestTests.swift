@@ -119,6 +119,30 @@ struct ControlRequestTests {
         #expect(expectSuccess(parse(#"{"op":"publish","topic":"abcd","data":1}"#, limits: limits)) != nil)
     }
 
+    /// Too deep, or with a control character (written as a JSON escape, decoded before the
+    /// check): `invalid_topic` with the request's id, on every request that names a topic.
+    static let abusiveTopics: [String] = [
+        String(repeating: "a/", count: Topic.defaultMaxLevels) + "a", "a\\nb", "a\\u001b[2J", "a\\u007f", "a\\tb",
+    ]
+
+    @Test("too many levels or a control character → invalid_topic", arguments: abusiveTopics)
+    func abusiveTopic(topic: String) {
+        for op in ["subscribe", "unsubscribe"] {
+            expectFailure(parse("{\"op\":\"\(op)\",\"topic\":\"\(topic)\",\"id\":7}"), .invalidTopic, id: "7")
+        }
+        expectFailure(parse("{\"op\":\"publish\",\"topic\":\"\(topic)\",\"data\":1,\"id\":8}"), .invalidTopic, id: "8")
+    }
+
+    @Test("the level limit comes from RequestLimits")
+    func levelLimit() {
+        let limits = RequestLimits(maxTopicLevels: 2)
+        #expect(expectSuccess(parse(#"{"op":"subscribe","topic":"a/#"}"#, limits: limits)) != nil)
+        expectFailure(parse(#"{"op":"subscribe","topic":"a/b/#"}"#, limits: limits), .invalidTopic, id: nil)
+        expectFailure(parse(#"{"op":"unsubscribe","topic":"a/+/c"}"#, limits: limits), .invalidTopic, id: nil)
+        expectFailure(parse(#"{"op":"publish","topic":"a/b/c","data":1}"#, limits: limits), .invalidTopic, id: nil)
+        #expect(expectSuccess(parse(#"{"op":"publish","topic":"a/b","data":1}"#, limits: limits)) != nil)
+    }
+
     @Test(
         "history must be an integer ≥ 0",
         arguments: [
@@ -275,7 +299,7 @@ struct ControlRequestTests {
             (#"{"op":"publish","topic":"\ud83d\ude00/x","data":1}"#, "😀/x", false),
             (#"{"op":"publish","topic":"q\"q","data":1}"#, "q\"q", false),
             (#"{"op":"publish","topic":"back\\slash","data":1}"#, "back\\slash", false),
-            (#"{"op":"publish","topic":"tab\there","data":1}"#, "tab\there", false),
+            (#"{"op":"publish","topic":"\u0041/b","data":1}"#, "A/b", false),  // a tab is a control character: refused
             (#"{"op":"publish","topic":"a//b","data":1}"#, "a//b", false),
             (#"{"op":"publish","topic":"a/$sys","data":1}"#, "a/$sys", false),
             (#"{"op":"publish","topic":"κόσμε","data":1}"#, "κόσμε", false),

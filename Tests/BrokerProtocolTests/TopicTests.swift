@@ -18,7 +18,8 @@ struct TopicTests {
         ("a/", nil),
         ("$sys/stats", nil),  // validateName allows `$`; publishing to it is refused elsewhere
         ("café/ü", nil),
-        ("with space/and\ttab", nil),
+        ("with space", nil),
+        ("with/tab\t", .containsControlCharacter),
         ("a\u{0}b", .containsNul),
         ("\u{0}", .containsNul),
         ("a+b", .wildcardInName),
@@ -37,7 +38,20 @@ struct TopicTests {
         (String(repeating: "€", count: 86), .tooLong(limit: limit)),  // 258 bytes, 86 characters
         (String(repeating: "😀", count: limit / 4), nil),  // 256 bytes
         (String(repeating: "😀", count: limit / 4) + "/", .tooLong(limit: limit)),  // 257 bytes
-        (String(repeating: "a/", count: limit / 2), nil),
+        (String(repeating: "a/", count: Topic.defaultMaxLevels - 1) + "a", nil),  // 32 levels
+        (String(repeating: "a/", count: Topic.defaultMaxLevels), .tooManyLevels(limit: Topic.defaultMaxLevels)),  // 33
+        (String(repeating: "/", count: Topic.defaultMaxLevels - 1), nil),  // 32 empty levels
+        (String(repeating: "/", count: Topic.defaultMaxLevels), .tooManyLevels(limit: Topic.defaultMaxLevels)),
+        (String(repeating: "a/", count: limit / 2), .tooManyLevels(limit: Topic.defaultMaxLevels)),
+        // Control characters: C0 and DEL (log and terminal injection); C1 and other scalars pass.
+        ("a\nb", .containsControlCharacter),
+        ("a\r", .containsControlCharacter),
+        ("\u{1B}[31mred", .containsControlCharacter),
+        ("a\u{1}", .containsControlCharacter),
+        ("a\u{1F}", .containsControlCharacter),
+        ("a\u{7F}", .containsControlCharacter),
+        ("a\u{80}é\u{A0}", nil),
+        ("a/\u{2028}", nil),
     ]
 
     @Test("validateName", arguments: nameCases)
@@ -102,6 +116,13 @@ struct TopicTests {
         (String(repeating: "é", count: limit / 2) + "#", .tooLong(limit: limit)),
         (String(repeating: "😀", count: limit / 4 - 1) + "/+/#", nil),  // 252 + 4 = 256 bytes
         (String(repeating: "😀", count: limit / 4) + "/#", .tooLong(limit: limit)),
+        (String(repeating: "+/", count: Topic.defaultMaxLevels - 1) + "#", nil),  // 32 levels
+        (String(repeating: "+/", count: Topic.defaultMaxLevels) + "#", .tooManyLevels(limit: Topic.defaultMaxLevels)),
+        (String(repeating: "a/", count: Topic.defaultMaxLevels), .tooManyLevels(limit: Topic.defaultMaxLevels)),  // 33: "a/…/a/" ends empty
+        ("a/\n/#", .containsControlCharacter),
+        ("\u{1B}]0;x\u{7}/+", .containsControlCharacter),
+        ("+/\u{7F}", .containsControlCharacter),
+        ("a\u{0}", .containsNul),
     ]
 
     @Test("validateFilter", arguments: filterCases)
@@ -128,9 +149,40 @@ struct TopicTests {
             } == nil)
     }
 
+    @Test("a configured level limit applies to names and filters")
+    func customLevelLimit() {
+        #expect(Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateName("a/b/c", maxLevels: 3) } == nil)
+        #expect(
+            Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateName("a/b/c/d", maxLevels: 3) }
+                == .tooManyLevels(limit: 3))
+        #expect(Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateFilter("a/+/#", maxLevels: 3) } == nil)
+        #expect(
+            Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateFilter("a/+/b/#", maxLevels: 3) }
+                == .tooManyLevels(limit: 3))
+        #expect(Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateName("a", maxLevels: 1) } == nil)
+        #expect(
+            Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateName("a/", maxLevels: 1) }
+                == .tooManyLevels(limit: 1))
+    }
+
+    /// Every C0 control character and DEL is refused in names and filters, wherever it is.
+    @Test("control characters are refused", arguments: Array(1...0x1F) + [0x7F])
+    func controlCharacters(scalar: Int) {
+        let control = String(UnicodeScalar(UInt8(scalar)))
+        for topic in [control, "a" + control, "a/" + control + "/b", control + "/a"] {
+            #expect(
+                Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateName(topic) } == .containsControlCharacter)
+            #expect(
+                Self.validationResult { () throws(Topic.ValidationError) in try Topic.validateFilter(topic) } == .containsControlCharacter)
+        }
+    }
+
     @Test("every error has a description for people")
     func descriptions() {
-        let errors: [Topic.ValidationError] = [.empty, .tooLong(limit: 7), .containsNul, .wildcardInName, .misplacedWildcard]
+        let errors: [Topic.ValidationError] = [
+            .empty, .tooLong(limit: 7), .containsNul, .containsControlCharacter, .tooManyLevels(limit: 7), .wildcardInName,
+            .misplacedWildcard,
+        ]
         for error in errors { #expect(!error.description.isEmpty) }
         #expect(Topic.ValidationError.tooLong(limit: 7).description.contains("7"))
     }
