@@ -49,7 +49,7 @@ import Testing
         /// A new connection from `address` that sends `request`; returns it and what it got back.
         func request(_ request: String, from address: String = "10.0.0.1") throws -> (EmbeddedChannel, String) {
             let channel = EmbeddedChannel(loop: loop)
-            let hooks = ServerHooks(isListening: { true }, renderMetrics: nil, isAuthorizedUpgrade: { _ in true })
+            let hooks = ServerHooks(isListening: { true }, renderMetrics: nil, admission: .open(broker.configuration))
             try BrokerServer.configurePipeline(channel, broker: broker, hooks: hooks)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
             channel.remoteAddress = try SocketAddress(ipAddress: address, port: 40_000)  // after connect, which sets it

@@ -24,7 +24,7 @@ import Testing
             broker = Broker(
                 configuration: configuration, journal: EmbeddedLoopJournal(loop: loop), eventLoops: [loop],
                 logger: Logger(label: "test"))
-            let hooks = ServerHooks(isListening: { true }, renderMetrics: { Array("m 1\n".utf8) }, admission: .open())
+            let hooks = ServerHooks(isListening: { true }, renderMetrics: { Array("m 1\n".utf8) }, admission: .open(configuration))
             channel = EmbeddedChannel(loop: loop)
             try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: ["/ws"]))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

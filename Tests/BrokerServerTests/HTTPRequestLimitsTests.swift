@@ -13,7 +13,7 @@ import Testing
 extension HTTPRequestHandlerTests {
     /// Another connection to the broker of `harness`.
     static func secondChannel(_ harness: Harness) throws -> EmbeddedChannel {
-        let hooks = ServerHooks(isListening: { true }, renderMetrics: nil, isAuthorizedUpgrade: { _ in true })
+        let hooks = ServerHooks(isListening: { true }, renderMetrics: nil, admission: .open(harness.broker.configuration))
         let channel = EmbeddedChannel(loop: harness.loop)
         try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(broker: harness.broker, server: hooks, webSocketPaths: ["/ws"]))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
