@@ -41,7 +41,7 @@ public func fuzzHTTP(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }))
     let hooks = ServerHooks(
         isListening: { true }, renderMetrics: { Array("broker_up 1\n".utf8) },
-        isAuthorizedUpgrade: { head in BrokerServer.isAuthorizedUpgrade(head, settings) })
+        admission: .open(settings))
     let channel = EmbeddedChannel(loop: loop)
     do {
         try BrokerServer.configurePipeline(channel, broker: broker, hooks: hooks)
