@@ -34,7 +34,7 @@ public func fuzzControl(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             fuzzCheck(request.history >= 0, "negative history")
         case .unsubscribe(let filter):
             fuzzCheck((try? Topic.validateFilter(filter, maxBytes: 64)) != nil, "invalid filter accepted")
-        case .ping:
+        case .refresh, .ping:
             break
         }
     case .failure(let error):
