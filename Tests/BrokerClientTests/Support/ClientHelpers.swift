@@ -9,9 +9,11 @@ func openJournal(_ directory: String) throws -> SQLiteJournal {
     try SQLiteJournal.open(directory: directory, configuration: JournalConfiguration(), logger: quietLogger("test-journal"))
 }
 
-/// A client with test-friendly settings: short timeouts, quick reconnects, quiet logs.
+/// A client with test-friendly settings: quick reconnects, quiet logs, and a request timeout long
+/// enough for a loaded CI machine (no test waits for it to fire: at 5 s, a full run at load 10-15
+/// saw replies arrive late and ten tests fail).
 func makeClient(
-    _ url: String, events: EventLog? = nil, requestTimeout: Duration = .seconds(5),
+    _ url: String, events: EventLog? = nil, requestTimeout: Duration = .seconds(30),
     backoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
 ) -> BrokerClient {
     var configuration = BrokerClient.Configuration()
