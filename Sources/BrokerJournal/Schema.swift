@@ -110,7 +110,13 @@ enum Schema {
     /// Opens the pool in WAL mode with the durability asked for.
     static func openPool(at path: String, durability: JournalDurability) throws(JournalError) -> DatabasePool {
         do {
-            return try DatabasePool(path: path, configuration: configuration(durability: durability))
+            let pool = try DatabasePool(path: path, configuration: configuration(durability: durability))
+            // GRDB sets `synchronous = NORMAL` when it switches the writer to WAL, after
+            // `prepareDatabase`: say it again on the writer, where it decides when a commit is
+            // on disk (DurabilityTests).
+            let synchronous = durability == .full ? "FULL" : "NORMAL"
+            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+            return pool
         } catch {
             throw .unusable("cannot open \(path) as a journal: \(Self.reason(error))")
         }
