@@ -4,10 +4,12 @@ package struct TestFailure: Error, CustomStringConvertible {
     package init(_ description: String) { self.description = description }
 }
 
-/// Polls `condition` every `interval` until it holds; throws `TestFailure(what)` after `timeout`.
+/// Polls `condition` every `interval` until it holds; throws `TestFailure(what)` after `timeout`,
+/// a bound for a step that never comes, not a speed requirement: 30 s by default, because under
+/// the sanitizers on a loaded machine a client's reconnect to a restarted broker took over 5 s.
 /// With `orElse`, runs `step` between polls (e.g. publish again until a subscriber sees it).
 package func eventually(
-    _ what: @autoclosure () -> String = "a condition", timeout: Duration = .seconds(5),
+    _ what: @autoclosure () -> String = "a condition", timeout: Duration = .seconds(30),
     every interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool,
     orElse step: () async throws -> Void = {}
 ) async throws {

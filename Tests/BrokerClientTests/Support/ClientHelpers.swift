@@ -76,7 +76,7 @@ final class Received: Sendable {
     var error: (any Error)? { box.withLockedValue { $0.error } }
 
     /// Waits until at least `count` messages arrived.
-    func wait(for count: Int, timeout: Duration = .seconds(5)) async throws {
+    func wait(for count: Int, timeout: Duration = .seconds(30)) async throws {
         try await eventually("\(count) messages (have \(self.count): \(self.messages.map(\.summary)))", timeout: timeout) {
             self.count >= count
         }
@@ -84,7 +84,7 @@ final class Received: Sendable {
 
     /// Waits until a message satisfying `predicate` arrived, and returns it.
     @discardableResult
-    func wait(timeout: Duration = .seconds(5), for what: String, _ predicate: @escaping (BrokerMessage) -> Bool) async throws -> BrokerMessage {
+    func wait(timeout: Duration = .seconds(30), for what: String, _ predicate: @escaping (BrokerMessage) -> Bool) async throws -> BrokerMessage {
         var found: BrokerMessage?
         try await eventually("\(what) (have \(self.messages.map(\.summary)))", timeout: timeout) {
             found = self.messages.first(where: predicate)
