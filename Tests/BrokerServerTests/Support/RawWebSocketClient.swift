@@ -202,12 +202,15 @@ final class RawWebSocketClient: @unchecked Sendable {
         return Frame(fin: first & 0x80 != 0, rsv1: first & 0x40 != 0, opcode: first & 0x0F, payload: payload)
     }
 
-    /// The next text frame parsed as a broker message, skipping pings.
+    /// The next text frame parsed as a broker message, answering pings on the way as a client
+    /// must (RFC 6455 5.5.2): a test that outlasts ping-interval + pong-timeout, as a slow
+    /// sanitizer build does, would otherwise see the broker close the connection (1001).
     func nextMessage(timeout: Duration = .seconds(5)) async throws -> ServerMessage {
         while true {
             let frame = try await nextFrame(timeout: timeout)
             switch frame.opcode {
-            case 0x9: continue
+            case 0x9:
+                try await send(opcode: 0xA, payload: frame.payload)
             case 0x1: return try ServerMessage.parseText(ByteBuffer(bytes: frame.messageBytes))
             case 0x2: return .message(try BinaryCodec.decodeMessage(ByteBuffer(bytes: frame.messageBytes)))
             default: throw ClientError.handshake("unexpected frame \(frame)")
