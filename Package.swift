@@ -46,6 +46,9 @@ let package = Package(
         // JWT verification on connect (Authenticator) and `broker token create/verify`; brings
         // swift-crypto. No hand-written crypto in this repository.
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        // Cluster mode (docs/cluster.md): the journal in PostgreSQL and LISTEN/NOTIFY between
+        // brokers. Only BrokerJournalPostgres and the executable depend on it.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // Microbenchmarks (Benchmarks/). The MallocInterposer trait gives malloc counts without
         // jemalloc; it adds only malloc-interposer, TextTable, hdrhistogram-swift, swift-numerics
         // and swift-system to the tree.
@@ -75,6 +78,23 @@ let package = Package(
             ],
             swiftSettings: serverSide
         ),
+        // Cluster mode: the journal in PostgreSQL (postgres-nio) behind the same `Journal` seam,
+        // and the LISTEN/NOTIFY feed that tells a broker of the other brokers' publishes.
+        .target(
+            name: "BrokerJournalPostgres",
+            dependencies: [
+                "BrokerJournal",
+                "BrokerProtocol",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            swiftSettings: serverSide
+        ),
         // The server engine: listener, WebSocket connection, subscription index, fan-out. What a
         // Swift service embeds: configured with a plain `BrokerConfiguration`, no files, flags or
         // process-wide state (logging, metrics backend, rlimits) of its own.
@@ -95,6 +115,13 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            // The dashboard (`GET /dashboard`), compiled into the binary: no files at run time.
+            resources: [
+                .embedInCode("Dashboard/index.html"),
+                .embedInCode("Dashboard/dashboard.js"),
+                .embedInCode("Dashboard/dashboard.css"),
+                .embedInCode("Dashboard/broker-client.js"),
             ],
             swiftSettings: serverSide
         ),
@@ -145,18 +172,36 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // One HTTP/1.1 request to the broker's API on NIO (no Foundation networking, so no
+        // libcurl): broker-cli's `retained ls` and `stats`, broker's `retained clear` and
+        // `healthcheck` (the Docker image's health check).
+        .target(
+            name: "BrokerHTTPClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "broker",
             dependencies: [
                 "BrokerServer",
+                "BrokerHTTPClient",
+                "BrokerProtocol",
                 "BrokerSettings",
                 "BrokerRuntime",
                 "BrokerJournal",
+                "BrokerJournalPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // SIGHUP reloads the settings (Reload.swift).
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "JWTKit", package: "jwt-kit"),
@@ -168,8 +213,12 @@ let package = Package(
             dependencies: [
                 "BrokerClient",
                 "BrokerProtocol",
+                // `retained ls` and `stats`: one GET each on the HTTP API.
+                "BrokerHTTPClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),
@@ -208,7 +257,9 @@ let package = Package(
         ),
         .testTarget(
             name: "BrokerJournalTests",
-            dependencies: ["BrokerJournal"],
+            // BrokerJournalPostgres and BrokerTestSupport (its PostgreSQL server): the same
+            // journal behaviour checked against the cluster journal.
+            dependencies: ["BrokerJournal", "BrokerJournalPostgres", "BrokerTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -247,6 +298,7 @@ let package = Package(
                 "BrokerRuntime",
                 "BrokerServer",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
@@ -255,6 +307,8 @@ let package = Package(
             name: "BrokerClientTests",
             dependencies: [
                 "BrokerClient", "BrokerServer", "BrokerJournal", "BrokerTestSupport",
+                // The format template and context resolution, tested as units.
+                "broker-cli", "BrokerHTTPClient",
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict
@@ -281,6 +335,13 @@ let package = Package(
             name: "ControlParsing",
             dependencies: ["BrokerProtocol", .product(name: "NIOCore", package: "swift-nio"), benchmark],
             path: "Benchmarks/ControlParsing",
+            swiftSettings: strict,
+            plugins: [benchmarkPlugin]
+        ),
+        .executableTarget(
+            name: "FlushDecision",
+            dependencies: ["BrokerServer", .product(name: "NIOCore", package: "swift-nio"), benchmark],
+            path: "Benchmarks/FlushDecision",
             swiftSettings: strict,
             plugins: [benchmarkPlugin]
         ),

@@ -72,12 +72,10 @@ extension BrokerClient {
         }
     }
 
-    /// TLS for wss://: the system's trust store unless `trustedCertificatesFile` names others.
+    /// TLS for wss://: nil (WSClient's default: the system's trust store) unless the configuration
+    /// names other trust roots, a client certificate or no verification.
     var tlsConfiguration: TLSConfiguration? {
-        guard let file = configuration.trustedCertificatesFile else { return nil }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.trustRoots = .file(file)
-        return tls
+        configuration.tlsConfiguration
     }
 
     func webSocketConfiguration(token: String?) -> WebSocketClientConfiguration {
@@ -89,12 +87,13 @@ extension BrokerClient {
             extensions: configuration.compression
                 ? [.perMessageDeflate(maxDecompressedFrameSize: configuration.maxMessageBytes)] : [],
             closeTimeout: .seconds(3),
-            autoPing: configuration.keepAlive.map { .enabled(timePeriod: $0) } ?? .disabled,
+            // Our own keep-alive instead (`Liveness`, in runConnection): any frame counts.
+            autoPing: .disabled,
             validateUTF8: true)
     }
 
     private enum ConnectionTask: Sendable {
-        case reader, writer, welcomeWatchdog
+        case reader, writer, welcomeWatchdog, keepAlive
     }
 
     /// One connection: a reader (this task's child), a single writer draining the connection's
@@ -107,6 +106,7 @@ extension BrokerClient {
         }
         let connection = Connection(generation: generation, queue: queueContinuation)
         let welcomed = NIOLockedValueBox(false)
+        let liveness = NIOLockedValueBox(Liveness())
         defer { connection.finish() }
         try await withThrowingTaskGroup(of: ConnectionTask.self) { group in
             group.addTask {
@@ -130,8 +130,21 @@ extension BrokerClient {
                 }
                 return .welcomeWatchdog
             }
+            if let interval = configuration.keepAlive {
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: interval)
+                        switch liveness.withLockedValue({ $0.tick() }) {
+                        case .none: break
+                        case .sendPing: connection.send(.text(RequestEncoder.keepAlivePing))
+                        case .giveUp: throw BrokerClientError.timeout  // two silent intervals
+                        }
+                    }
+                }
+            }
             group.addTask {
                 for try await message in inbound.messages(maxSize: self.configuration.maxMessageBytes) {
+                    liveness.withLockedValue { $0.heard() }
                     let isWelcomed = welcomed.withLockedValue { $0 }
                     switch message {
                     case .text(let text):

@@ -1,4 +1,5 @@
 import BrokerProtocol
+import NIOSSL
 
 extension BrokerClient {
     /// Settings of a `BrokerClient`. Every field has a default suited to a service on a LAN.
@@ -19,8 +20,11 @@ extension BrokerClient {
         /// (the oldest buffered ones are kept, so order is preserved), counted in
         /// `BrokerSubscription.droppedCount` and reported as `Event.dropped`.
         public var subscriptionBufferSize: Int = 10_000
-        /// Interval of WebSocket pings that detect a dead connection (nil: none). A ping not
-        /// answered within the same interval closes the connection, which then reconnects.
+        /// How often the connection's liveness is checked (nil: never). After an interval in
+        /// which nothing arrived from the broker a `ping` request is sent; if nothing arrives in
+        /// the next interval either, the connection is closed and reconnects. Any frame counts,
+        /// so a long replay over a slow link keeps the connection even while the answer to a
+        /// ping waits behind it.
         public var keepAlive: Duration? = .seconds(30)
         /// Bearer token sent as `Authorization: Bearer <token>` on the upgrade request.
         public var token: String?
@@ -35,6 +39,15 @@ extension BrokerClient {
         /// PEM file of the certificates to trust for wss:// instead of the system's (a private CA
         /// or a self-signed broker certificate). Nil uses the system's trust store.
         public var trustedCertificatesFile: String?
+        /// PEM file of the client certificate (chain) presented on wss:// to a broker or proxy that
+        /// asks for one (mutual TLS), with `clientPrivateKeyFile`. Nil presents none.
+        public var clientCertificateFile: String?
+        /// PEM file of the private key of `clientCertificateFile`.
+        public var clientPrivateKeyFile: String?
+        /// Whether the broker's certificate is verified on wss:// (default true). false accepts any
+        /// certificate and host name, so anyone in the path can read and change the traffic: for a
+        /// first look at a test broker, never for production.
+        public var verifiesBrokerCertificate: Bool = true
         /// Called (on a client task; keep it short) for connection and subscription events.
         public var onEvent: (@Sendable (Event) -> Void)?
 
@@ -58,5 +71,23 @@ extension BrokerClient {
         case dropped(filter: String, count: Int)
         /// A subscription was ended by the broker's refusal to resubscribe it after a reconnect.
         case subscriptionFailed(filter: String, error: BrokerClientError)
+    }
+}
+
+extension BrokerClient.Configuration {
+    /// The TLS settings these fields ask for, or nil when they are all defaults (then the system's
+    /// trust store verifies the broker). Files are read when the connection is made.
+    package var tlsConfiguration: TLSConfiguration? {
+        guard trustedCertificatesFile != nil || clientCertificateFile != nil || !verifiesBrokerCertificate else {
+            return nil
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let trustedCertificatesFile { tls.trustRoots = .file(trustedCertificatesFile) }
+        if let clientCertificateFile {
+            tls.certificateChain = [.file(clientCertificateFile)]
+            if let clientPrivateKeyFile { tls.privateKey = .file(clientPrivateKeyFile) }
+        }
+        if !verifiesBrokerCertificate { tls.certificateVerification = .none }
+        return tls
     }
 }

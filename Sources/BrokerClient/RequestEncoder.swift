@@ -59,6 +59,9 @@ enum RequestEncoder {
         return buffer
     }
 
+    /// `{"op":"ping"}`: the keep-alive's, whose `pong` (without an id) nobody waits for.
+    static var keepAlivePing: ByteBuffer { ByteBuffer(string: #"{"op":"ping"}"#) }
+
     /// `{"op":"ping","id":N}`
     static func ping(id: UInt32) -> ByteBuffer {
         var buffer = ByteBuffer()

@@ -90,6 +90,24 @@ public struct ReplayQuery: Sendable, Equatable {
     }
 }
 
+extension ReplayQuery {
+    /// What one page reads, the same for every journal: offsets above `lower` (the later of
+    /// `after` and a `since`), at most `limit` records, and for `history` each topic's `newest`
+    /// N; nil when the page is empty whatever the journal holds.
+    package var pageBounds: (lower: UInt64, newest: Int?, limit: Int)? {
+        var lower = after
+        var newest: Int?
+        switch selection {
+        case .since(let since): lower = max(lower, since)
+        case .history(let count):
+            if count <= 0 { return nil }
+            newest = count
+        }
+        guard lower < upTo else { return nil }
+        return (lower, newest, max(1, limit))
+    }
+}
+
 public struct ReplayPage: Sendable {
     public var records: [RetainedRecord]
     /// True when no record matching the query lies after this page.
@@ -97,6 +115,46 @@ public struct ReplayPage: Sendable {
 
     public init(records: [RetainedRecord], isLast: Bool) {
         self.records = records
+        self.isLast = isLast
+    }
+}
+
+/// A page of the topics that hold retained messages (`GET /api/topics`): those whose name starts
+/// with `prefix` and sorts after `after` (byte-wise, as SQLite's BINARY collation), at most `limit`.
+public struct RetainedTopicsQuery: Sendable, Equatable {
+    public var prefix: String
+    /// Exclusive cursor: the last topic of the previous page; nil for the first page.
+    public var after: String?
+    public var limit: Int
+
+    public init(prefix: String = "", after: String? = nil, limit: Int) {
+        self.prefix = prefix
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// One topic with retained messages: how many the journal keeps and the newest one's offset.
+public struct RetainedTopic: Sendable, Equatable {
+    public var topic: String
+    public var messages: Int
+    public var lastOffset: UInt64
+
+    public init(topic: String, messages: Int, lastOffset: UInt64) {
+        self.topic = topic
+        self.messages = messages
+        self.lastOffset = lastOffset
+    }
+}
+
+public struct RetainedTopicsPage: Sendable, Equatable {
+    /// In byte-wise order of their names.
+    public var topics: [RetainedTopic]
+    /// True when no topic matching the query lies after this page.
+    public var isLast: Bool
+
+    public init(topics: [RetainedTopic], isLast: Bool) {
+        self.topics = topics
         self.isLast = isLast
     }
 }
@@ -154,7 +212,7 @@ public enum JournalError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   (the broker uses this to keep a live publish behind its publisher's uncommitted retained
 ///   one).
 /// - After a run of completions the journal calls the handler given to `onCompletionRunEnded`.
-/// - Reads (`replayPage`, `prunedAfter`, `clear`) run off the event loops and complete on the
+/// - Reads (`replayPage`, `prunedAfter`, `clear`, `stats`, `retainedTopics`) run off the event loops and complete on the
 ///   event loop given.
 public protocol Journal: AnyObject, Sendable {
     /// Names this journal; changes only when the journal is created anew.
@@ -184,6 +242,9 @@ public protocol Journal: AnyObject, Sendable {
 
     /// Current figures.
     func stats(on eventLoop: any EventLoop) -> EventLoopFuture<JournalStats>
+
+    /// One page of the topics that hold retained messages, with their counts (a read).
+    func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage>
 
     /// Commits what is pending, stops the writer and releases the data directory.
     func close() async

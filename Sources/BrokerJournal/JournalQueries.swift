@@ -25,16 +25,7 @@ enum JournalQueries {
     /// merge.) `.history(N)` keeps a record only if it is among the newest N of its topic up to
     /// `upTo` (the topic's N-th newest offset is looked up once per page).
     static func replayPage(_ query: ReplayQuery, _ db: Database) throws -> ReplayPage {
-        let limit = max(1, query.limit)
-        var lower = query.after
-        var newest: Int?
-        switch query.selection {
-        case .since(let since): lower = max(lower, since)
-        case .history(let count):
-            if count <= 0 { return ReplayPage(records: [], isLast: true) }
-            newest = count
-        }
-        guard lower < query.upTo else { return ReplayPage(records: [], isLast: true) }
+        guard let (lower, newest, limit) = query.pageBounds else { return ReplayPage(records: [], isLast: true) }
         let page = PageBounds(lower: Int64(clamping: lower), upTo: Int64(clamping: query.upTo), limit: limit, newest: newest)
 
         if !Topic.isWildcard(query.filter) {
@@ -251,5 +242,34 @@ enum JournalQueries {
             messages: row["message_count"], topics: row["topics"], bytes: Int(payloadBytes),
             firstOffset: UInt64(firstOffset), lastOffset: UInt64(lastOffset),
             prunedMessages: row["pruned_messages"])
+    }
+
+    /// A page of topics with retained messages: walks `topics` in name order (its UNIQUE index)
+    /// from the cursor, counting each topic's messages through `messages_by_topic`, and stops at
+    /// the first name past the prefix (in byte order every name with the prefix comes together).
+    static func retainedTopics(_ query: RetainedTopicsQuery, _ db: Database) throws -> RetainedTopicsPage {
+        let limit = max(1, query.limit)
+        let prefix = Array(query.prefix.utf8)
+        // The larger of the cursor and the prefix, in byte order (SQLite compares text so).
+        var start = query.prefix
+        if let after = query.after, query.prefix.utf8.lexicographicallyPrecedes(after.utf8) { start = after }
+        let cursor = try Row.fetchCursor(db, sql: """
+            SELECT name,
+                   (SELECT COUNT(*) FROM messages WHERE topic_id = topics.id) AS messages,
+                   (SELECT MAX(offset) FROM messages WHERE topic_id = topics.id) AS last_offset
+            FROM topics WHERE name >= ? ORDER BY name
+            """, arguments: [start])
+        var topics: [RetainedTopic] = []
+        while let row = try cursor.next() {
+            let name: String = row["name"]
+            guard Array(name.utf8).starts(with: prefix) else { break }
+            if let after = query.after, name.utf8.elementsEqual(after.utf8) { continue }
+            let messages: Int = row["messages"]
+            guard messages > 0 else { continue }
+            if topics.count == limit { return RetainedTopicsPage(topics: topics, isLast: false) }
+            let lastOffset: Int64 = row["last_offset"]
+            topics.append(RetainedTopic(topic: name, messages: messages, lastOffset: UInt64(lastOffset)))
+        }
+        return RetainedTopicsPage(topics: topics, isLast: true)
     }
 }

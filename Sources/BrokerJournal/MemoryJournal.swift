@@ -140,6 +140,21 @@ public final class MemoryJournal: Journal, @unchecked Sendable {
         }
     }
 
+    public func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage> {
+        run(on: eventLoop) { [self] in
+            let prefix = Array(query.prefix.utf8)
+            let after = query.after.map { Array($0.utf8) }
+            let matching = topics.compactMap { name, topic -> (bytes: [UInt8], RetainedTopic)? in
+                guard let last = topic.records.last else { return nil }
+                let bytes = Array(name.utf8)
+                guard bytes.starts(with: prefix), after.map({ $0.lexicographicallyPrecedes(bytes) }) ?? true else { return nil }
+                return (bytes, RetainedTopic(topic: name, messages: topic.records.count, lastOffset: last.offset))
+            }.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+            let limit = max(1, query.limit)
+            return RetainedTopicsPage(topics: matching.prefix(limit).map(\.1), isLast: matching.count <= limit)
+        }
+    }
+
     public func close() async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             queue.async { [self] in

@@ -133,6 +133,10 @@ public final class SQLiteJournal: Journal {
         read(on: eventLoop, JournalQueries.stats)
     }
 
+    public func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage> {
+        read(on: eventLoop) { db in try JournalQueries.retainedTopics(query, db) }
+    }
+
     public func close() async {
         let first: Bool = state.withLock { state in
             if case .open = state {

@@ -11,11 +11,14 @@ public struct Welcome: Sendable, Equatable {
     public var client: String?
     /// When the connection's token expires, Unix seconds (v1.1).
     public var exp: Int64?
+    /// The broker's name in its cluster (cluster mode only).
+    public var node: String?
 
     public init(
         protocolVersion: Int = 1, server: String, session: String, maxMessageBytes: Int, epoch: String,
-        client: String? = nil, exp: Int64? = nil
+        client: String? = nil, exp: Int64? = nil, node: String? = nil
     ) {
+        self.node = node
         self.protocolVersion = protocolVersion
         self.server = server
         self.session = session
@@ -48,6 +51,10 @@ public enum ServerMessageEncoder {
         if let exp = welcome.exp {
             buffer.writeStaticString(#","exp":"#)
             buffer.writeString(String(exp))
+        }
+        if let node = welcome.node {
+            buffer.writeStaticString(#","node":"#)
+            buffer.writeJSONString(node)
         }
         buffer.writeStaticString("}")
     }
@@ -230,7 +237,7 @@ extension ServerMessage {
                     protocolVersion: protocolVersion, server: string("server") ?? "",
                     session: string("session") ?? "", maxMessageBytes: Int(clamping: integer("maxMessageBytes") ?? 0),
                     epoch: string("epoch") ?? "", client: string("client"),
-                    exp: integer("exp").flatMap { Int64(exactly: $0) })))
+                    exp: integer("exp").flatMap { Int64(exactly: $0) }, node: string("node"))))
             case "subscribed":
                 return .success(.subscribed(topic: string("topic") ?? "", id: id(), recovered: bool("recovered")))
             case "unsubscribed":

@@ -11,12 +11,12 @@ public enum MetricsHelp {
         "broker_connections": "Open WebSocket connections.",
         "broker_connects_total": "WebSocket connections opened.",
         "broker_disconnects_total": "WebSocket connections ended, by reason.",
-        "broker_slow_consumer_closes_total": "Connections closed with 1008 slow consumer.",
+        "broker_upgrades_refused_total": "WebSocket upgrades refused before upgrading, by reason.",
         "broker_subscriptions": "Subscriptions over all connections.",
         "broker_messages_published_total": "Publishes received (WebSocket and HTTP).",
-        "broker_bytes_published_total": "Payload bytes of the publishes received.",
+        "broker_published_bytes_total": "Payload bytes of the publishes received.",
         "broker_messages_delivered_total": "Messages written to subscribers.",
-        "broker_bytes_delivered_total": "Frame bytes written to subscribers.",
+        "broker_delivered_bytes_total": "Frame bytes written to subscribers.",
         "broker_messages_replayed_total": "Retained messages replayed to subscribers.",
         "broker_protocol_errors_total": "Requests refused with an error, and connections closed for broken frames, by code.",
         BrokerMetrics.journalAppendLabel: "Time from a retained publish to its commit.",
@@ -24,8 +24,11 @@ public enum MetricsHelp {
         "broker_journal_messages": "Retained messages in the journal.",
         "broker_journal_topics": "Topics with retained messages in the journal.",
         "broker_journal_last_offset": "Offset of the newest retained message.",
-        "broker_compression_ratio": "Uncompressed over compressed bytes of permessage-deflate (0 until compression ran).",
+        "broker_journal_pruned_messages_total": "Retained messages removed by retention over the journal's life (kept across restarts).",
+        "broker_compression_input_bytes_total": "Frame bytes compressed with permessage-deflate (each shared frame once).",
+        "broker_compression_output_bytes_total": "Bytes of the compressed frames (their ratio to the input is the compression ratio).",
         "broker_uptime_seconds": "Seconds since the broker started.",
+        "broker_build_info": "Always 1; the label version is the broker's release.",
     ]
 
     /// `exposition` (Prometheus text format) with a `# HELP` line before every `# TYPE` line of

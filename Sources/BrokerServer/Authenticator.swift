@@ -20,12 +20,16 @@ public struct Identity: Sendable, Equatable {
     /// The token's `exp` (Unix seconds), when it expires.
     public var expiresAt: Int64?
     public var permissions: Permissions
+    /// A JWT with `"admin": true`: may use the operator routes (`/api/stats`, `/api/connections`,
+    /// `/api/topics`, `/metrics`) as the API key does.
+    public var isAdmin: Bool
 
-    public init(kind: Kind, client: String? = nil, expiresAt: Int64? = nil, permissions: Permissions) {
+    public init(kind: Kind, client: String? = nil, expiresAt: Int64? = nil, permissions: Permissions, isAdmin: Bool = false) {
         self.kind = kind
         self.client = client
         self.expiresAt = expiresAt
         self.permissions = permissions
+        self.isAdmin = isAdmin
     }
 
     /// The identity of every client of an open broker.
@@ -54,10 +58,13 @@ public struct TokenClaims: JWTPayload, Equatable {
     public var aud: [String]?
     public var publish: [String]?
     public var subscribe: [String]?
+    /// `true`: an operator's token (the admin routes accept it as they accept the API key). An
+    /// additive extension of PROTOCOL.md's claims (docs/security.md).
+    public var admin: Bool?
 
     public init(
         sub: String? = nil, exp: Int64? = nil, nbf: Int64? = nil, iat: Int64? = nil, iss: String? = nil, aud: [String]? = nil,
-        publish: [String]? = nil, subscribe: [String]? = nil
+        publish: [String]? = nil, subscribe: [String]? = nil, admin: Bool? = nil
     ) {
         self.sub = sub
         self.exp = exp
@@ -67,9 +74,10 @@ public struct TokenClaims: JWTPayload, Equatable {
         self.aud = aud
         self.publish = publish
         self.subscribe = subscribe
+        self.admin = admin
     }
 
-    enum CodingKeys: String, CodingKey { case sub, exp, nbf, iat, iss, aud, publish, subscribe }
+    enum CodingKeys: String, CodingKey { case sub, exp, nbf, iat, iss, aud, publish, subscribe, admin }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -85,6 +93,7 @@ public struct TokenClaims: JWTPayload, Equatable {
         }
         publish = try container.decodeIfPresent([String].self, forKey: .publish)
         subscribe = try container.decodeIfPresent([String].self, forKey: .subscribe)
+        admin = try container.decodeIfPresent(Bool.self, forKey: .admin)
     }
 
     /// NumericDate (RFC 7519 §2): seconds, possibly with a fraction (truncated here).
@@ -106,6 +115,7 @@ public struct TokenClaims: JWTPayload, Equatable {
         if let aud { aud.count == 1 ? try container.encode(aud[0], forKey: .aud) : try container.encode(aud, forKey: .aud) }
         try container.encodeIfPresent(publish, forKey: .publish)
         try container.encodeIfPresent(subscribe, forKey: .subscribe)
+        try container.encodeIfPresent(admin, forKey: .admin)
     }
 
     /// The broker checks the claims itself (`Authenticator.verify`), against its own clock.
@@ -305,7 +315,8 @@ public struct Authenticator: Sendable {
         let permissions = Permissions(
             publish: try filters(claims.publish, sub: claims.sub, claim: "publish"),
             subscribe: try filters(claims.subscribe, sub: claims.sub, claim: "subscribe"))
-        return Identity(kind: .jwt, client: claims.sub, expiresAt: claims.exp, permissions: permissions)
+        return Identity(
+            kind: .jwt, client: claims.sub, expiresAt: claims.exp, permissions: permissions, isAdmin: claims.admin == true)
     }
 
     /// A permission claim's filters with `{sub}` replaced, each a valid filter.

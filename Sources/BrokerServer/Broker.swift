@@ -6,10 +6,19 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// The state every connection shares: configuration, the journal and one fan-out shard per
-/// event loop. Immutable after start, so it is read from any thread without locks.
+/// event loop. Immutable after start, so it is read from any thread without locks, except
+/// `currentConfiguration`, which a reload replaces.
 final class Broker: Sendable {
+    /// The configuration the broker started with: what is read once (listeners, loops,
+    /// compression, per-message limits).
     let configuration: BrokerConfiguration
+    /// The configuration in force: `configuration` with what the last reload changed
+    /// (`BrokerConfiguration.reloading(from:)`). Read once per connection or per request.
+    var currentConfiguration: BrokerConfiguration { live.withLockedValue { $0 } }
+    private let live: NIOLockedValueBox<BrokerConfiguration>
     let journal: any Journal
+    /// The journal as a cluster journal, in cluster mode (docs/cluster.md).
+    let cluster: (any ClusterJournal)?
     let shards: [FanoutShard]
     /// Where journal completions stage their hand-offs to the loops.
     let outbox: JournalOutbox
@@ -38,6 +47,7 @@ final class Broker: Sendable {
     ) {
         self.metrics = metrics
         self.configuration = configuration
+        self.live = NIOLockedValueBox(configuration)
         self.journal = journal
         let makeCompressor = { () -> FrameCompressor? in
             guard configuration.compressionEnabled else { return nil }
@@ -52,12 +62,23 @@ final class Broker: Sendable {
             compressor: makeCompressor())
         self.outbox = outbox
         journal.onCompletionRunEnded { outbox.post() }
+        if let cluster = journal as? any ClusterJournal {
+            cluster.onRemotePublication { outbox.deliverRemote($0) }
+        }
+        self.cluster = journal as? any ClusterJournal
         self.logger = logger
         self.requestLimits = RequestLimits(
             maxTopicBytes: configuration.maxTopicBytes, maxTopicLevels: configuration.maxTopicLevels)
         self.admission = ConnectionAdmission(
             maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
         self.httpBodyBudget = ByteBudget(limit: configuration.maxHTTPBodyBytesInFlight)
+    }
+
+    /// Puts a reloaded configuration in force for the connections and requests that start from
+    /// now on; the connection caps change at once.
+    func reload(_ configuration: BrokerConfiguration) {
+        live.withLockedValue { $0 = configuration }
+        admission.setLimits(maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
     }
 
     func shard(for eventLoop: any EventLoop) -> FanoutShard {
@@ -80,6 +101,12 @@ final class Broker: Sendable {
     }
 
     let startedAt = NIODeadline.now()
+
+    /// In cluster mode, sends a live message to the other brokers, behind the retained publishes
+    /// requested before it (so one publisher's order holds on every broker).
+    func broadcastToCluster(topic: String, payload: ByteBuffer, isBinary: Bool) {
+        cluster?.broadcast(JournalEntry(topic: topic, payload: payload, isBinary: isBinary))
+    }
 
     /// Hands `message` to every shard from the loop of shard `origin`: directly to that shard,
     /// through the mailbox of each other loop. Every cross-loop hand-off (from loops and from the

@@ -1,3 +1,4 @@
+import BrokerProtocol
 import NIOCore
 
 /// Everything the server engine can be told, with the defaults documented in docs/.
@@ -8,6 +9,14 @@ public struct BrokerConfiguration: Sendable {
     public var port = 8080
     /// Path of the WebSocket endpoint.
     public var webSocketPath = "/ws"
+    /// The admin listener's address and port: when set, the operator routes (`/api/stats`,
+    /// `/api/connections`, `/api/topics`, `/metrics`) and `/dashboard` are served there only (404
+    /// on the public listener), beside everything else. Nil: no admin listener; 0 picks a free port
+    /// (see `BrokerServer.adminPort`).
+    public var adminHost = "127.0.0.1"
+    public var adminPort: Int? = nil
+    /// How often the broker publishes its figures to `$sys/broker/stats`; zero: never.
+    public var sysStatsInterval: TimeAmount = .seconds(1)
     /// Opt-in echo endpoint (a conformance aid for Autobahn|Testsuite); nil disables it.
     public var echoPath: String? = nil
     /// Largest message (after reassembly of fragments) a client may send; announced in welcome.
@@ -47,8 +56,9 @@ public struct BrokerConfiguration: Sendable {
     /// consumer at once. Bounds the memory one connection can hold, whatever the timeout.
     public var maxOutboundBytes = 16 << 20
     /// The longest a busy event loop holds frames already written before flushing them, so that
-    /// each write syscall carries more of them (FlushPacer.swift). An idle loop flushes at the end
-    /// of every tick whatever this is; zero flushes every tick always.
+    /// each write syscall carries more of them; it holds only while frames keep arriving
+    /// (FlushPolicy.swift). An idle loop flushes at the end of every tick whatever this is; zero
+    /// flushes every tick always.
     public var maxFlushDelay: TimeAmount = .milliseconds(20)
     /// How long a silent connection waits before the broker pings it.
     public var pingInterval: TimeAmount = .seconds(30)
@@ -56,8 +66,14 @@ public struct BrokerConfiguration: Sendable {
     public var pongTimeout: TimeAmount = .seconds(10)
     /// How long the broker waits for the peer's close frame after sending its own.
     public var closeTimeout: TimeAmount = .seconds(5)
-    /// How long a graceful shutdown waits for clients to close before dropping them.
+    /// How long a graceful shutdown waits for clients to close before dropping them, after the
+    /// last of them was sent its close frame (the lame-duck window).
     public var shutdownGracePeriod: TimeAmount = .seconds(10)
+    /// Lame duck: on shutdown the listener stops accepting at once, and the clients get their
+    /// close frame (1001) one after another, evenly over this window (the i-th of n at
+    /// i·window/n), so that they do not all reconnect to the other brokers in the same second.
+    /// Zero: every client at once.
+    public var lameDuckDuration: TimeAmount = .seconds(10)
     /// Event loop threads; defaults to one per core.
     public var eventLoopThreads = System.coreCount
     /// Retained messages read from the journal per replay page.
@@ -71,7 +87,7 @@ public struct BrokerConfiguration: Sendable {
     /// them and costs a few microseconds each).
     public var compressionThresholdBytes = 128
     /// Name and version announced in welcome.
-    public var serverName = "swift-broker/0.1.0"
+    public var serverName = BrokerVersion.serverName
 
     /// API key for the HTTP API (`/api/*`, `/metrics`): `Authorization: Bearer KEY` or
     /// `X-API-Key: KEY`. Nil leaves the API open.
@@ -100,6 +116,11 @@ public struct BrokerConfiguration: Sendable {
     /// Host names (`name` or `name:port`, or `*`) accepted in the `Host` header when listening on
     /// loopback, besides the loopback names and the hosts of `allowedOrigins` (DNS rebinding guard).
     public var allowedHosts: [String] = []
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` headers name the client (addresses or CIDR
+    /// blocks). Empty: the headers are never believed, the TCP peer is the client.
+    public var trustedProxies: [AddressBlock] = []
+    /// Log one line per HTTP request (method, path without query, status, client, duration).
+    public var accessLog = false
 
     /// Whether any credential is configured: a JWT key, client tokens or the API key. Without one
     /// the broker is open and listens on loopback only unless `allowAnonymous`.
@@ -125,6 +146,18 @@ public struct BrokerConfiguration: Sendable {
             + "and host \(host) is not a loopback address: anyone who reaches it could read and write every topic. "
             + "Configure credentials, listen on 127.0.0.1, or set auth.allow-anonymous: true to serve it open on purpose."
     }
+    /// Why the admin listener must not serve, if it must not: on a non-loopback address with
+    /// neither an API key nor a JWT key (the operator routes would be open to whoever reaches it).
+    public var adminOpenOnPublicAddressProblem: String? {
+        guard adminPort != nil, !Self.isLoopback(adminHost) else { return nil }
+        let hasAPIKey = apiKey.map { !$0.isEmpty } ?? false
+        let hasJWTKey = (jwtSecret.map { !$0.isEmpty } ?? false) || jwtPublicKeyPath != nil
+        guard !hasAPIKey, !hasJWTKey else { return nil }
+        return "admin.host \(adminHost) is not a loopback address and neither auth.api-key nor a JWT key "
+            + "(auth.jwt-secret, auth.jwt-public-key) is configured: anyone who reaches it could list and disconnect "
+            + "clients. Configure one of them, or keep the admin listener on 127.0.0.1."
+    }
+
     /// Largest body of a batch publish (`POST /api/publish` with a JSON array).
     public var maxBatchBytes = 8 << 20
     /// Most messages in one batch publish.
@@ -149,6 +182,38 @@ public struct BrokerConfiguration: Sendable {
     }
 
     public init() {}
+
+    /// This configuration with what a reload may change taken from `new` (SIGHUP,
+    /// docs/operations.md "Reloading"): credentials, origins and proxies, per-connection and
+    /// per-request limits, the access log and the TLS certificate and key (when TLS is on in
+    /// both). Everything else is read once at start (listeners, event loops, compression, the
+    /// journal's settings) and stays as it is until a restart.
+    public func reloading(from new: BrokerConfiguration) -> BrokerConfiguration {
+        var merged = self
+        merged.apiKey = new.apiKey
+        merged.clientTokens = new.clientTokens
+        merged.jwtSecret = new.jwtSecret
+        merged.jwtPublicKeyPath = new.jwtPublicKeyPath
+        merged.jwtAudience = new.jwtAudience
+        merged.jwtIssuer = new.jwtIssuer
+        merged.allowAnonymous = new.allowAnonymous
+        merged.anonymousSubscribe = new.anonymousSubscribe
+        merged.anonymousPublish = new.anonymousPublish
+        merged.allowedOrigins = new.allowedOrigins
+        merged.allowedHosts = new.allowedHosts
+        merged.trustedProxies = new.trustedProxies
+        merged.accessLog = new.accessLog
+        merged.publishRate = new.publishRate
+        merged.maxConnections = new.maxConnections
+        merged.maxConnectionsPerIP = new.maxConnectionsPerIP
+        merged.maxSubscriptionsPerConnection = new.maxSubscriptionsPerConnection
+        merged.httpIdleTimeout = new.httpIdleTimeout
+        merged.maxBatchBytes = new.maxBatchBytes
+        merged.maxBatchMessages = new.maxBatchMessages
+        // TLS on or off is the listener's make-up: only the files of a TLS listener change.
+        if tls != nil, new.tls != nil { merged.tls = new.tls }
+        return merged
+    }
 
     /// NIO's writability marks: unwritable above the high-water mark (capped by the hard limit),
     /// writable again once half of it has drained.

@@ -1,4 +1,5 @@
 import BrokerJournal
+import BrokerProtocol
 import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
@@ -24,7 +25,7 @@ public final class BrokerMetrics: Sendable {
     private let subscriptions: Gauge
     private let connects: Counter
     private let disconnects: [Counter]
-    private let slowConsumerCloses: Counter
+    private let upgradesRefused: [Counter]
     private let publishedMessages: [Counter]
     private let publishedBytes: [Counter]
     private let deliveredMessages: [Counter]  // text, binary
@@ -35,13 +36,16 @@ public final class BrokerMetrics: Sendable {
     private let journalMessages: Gauge
     private let journalTopics: Gauge
     private let journalLastOffset: Gauge
-    private let compressionRatio: Gauge
+    private let journalPrunedMessages: Counter
+    private let compressionInputBytes: Counter
+    private let compressionOutputBytes: Counter
     private let uptime: Gauge
     private let factory: any MetricsFactory
     private let state = NIOLockedValueBox(State())
 
     private struct State {
         var exported = ShardCounters()
+        var exportedPrunedMessages = 0
         var protocolErrors: [String: Counter] = [:]
     }
 
@@ -58,28 +62,32 @@ public final class BrokerMetrics: Sendable {
         subscriptions = gauge("broker_subscriptions")
         connects = counter("broker_connects_total")
         disconnects = DisconnectReason.allCases.map { counter("broker_disconnects_total", [("reason", $0.rawValue)]) }
-        slowConsumerCloses = counter("broker_slow_consumer_closes_total")
+        upgradesRefused = UpgradeRefusalReason.allCases.map { counter("broker_upgrades_refused_total", [("reason", $0.rawValue)]) }
         var published: [Counter] = []
         var publishedBytes: [Counter] = []
         for retained in [false, true] {
             for kind in ["text", "binary"] {
                 let dimensions = [("kind", kind), ("retained", String(retained))]
                 published.append(counter("broker_messages_published_total", dimensions))
-                publishedBytes.append(counter("broker_bytes_published_total", dimensions))
+                publishedBytes.append(counter("broker_published_bytes_total", dimensions))
             }
         }
         publishedMessages = published
         self.publishedBytes = publishedBytes
         deliveredMessages = ["text", "binary"].map { counter("broker_messages_delivered_total", [("kind", $0)]) }
-        deliveredBytes = ["text", "binary"].map { counter("broker_bytes_delivered_total", [("kind", $0)]) }
+        deliveredBytes = ["text", "binary"].map { counter("broker_delivered_bytes_total", [("kind", $0)]) }
         replayedMessages = counter("broker_messages_replayed_total")
         journalAppend = Timer(label: Self.journalAppendLabel, dimensions: [], factory: factory)
         journalBytes = gauge("broker_journal_bytes")
         journalMessages = gauge("broker_journal_messages")
         journalTopics = gauge("broker_journal_topics")
         journalLastOffset = gauge("broker_journal_last_offset")
-        compressionRatio = gauge("broker_compression_ratio")
+        journalPrunedMessages = counter("broker_journal_pruned_messages_total")
+        compressionInputBytes = counter("broker_compression_input_bytes_total")
+        compressionOutputBytes = counter("broker_compression_output_bytes_total")
         uptime = gauge("broker_uptime_seconds")
+        // Prometheus's build-info convention: a gauge of 1 whose labels carry the version.
+        Gauge(label: "broker_build_info", dimensions: [("version", BrokerVersion.number)], factory: factory).record(1)
     }
 
     /// Records one journal append's latency (called on the journal writer).
@@ -93,7 +101,7 @@ public final class BrokerMetrics: Sendable {
         return broker.totals(on: eventLoop)
             .and(broker.journal.stats(on: eventLoop))
             .map { totals, journal in
-                self.export(totals.counters)
+                self.export(totals.counters, prunedMessages: journal.prunedMessages)
                 self.connections.record(totals.connections)
                 self.subscriptions.record(totals.subscriptions)
                 self.journalBytes.record(journal.bytes)
@@ -104,7 +112,7 @@ public final class BrokerMetrics: Sendable {
             }
     }
 
-    private func export(_ collected: ShardCounters) {
+    private func export(_ collected: ShardCounters, prunedMessages: Int) {
         let factory = self.factory
         state.withLockedValue { state in
             let last = state.exported
@@ -117,8 +125,7 @@ public final class BrokerMetrics: Sendable {
             }
             advance(connects, total.connects, last.connects)
             for i in disconnects.indices { advance(disconnects[i], total.disconnects[i], last.disconnects[i]) }
-            let slow = DisconnectReason.allCases.firstIndex(of: .slowConsumer)!
-            advance(slowConsumerCloses, total.disconnects[slow], last.disconnects[slow])
+            for i in upgradesRefused.indices { advance(upgradesRefused[i], total.upgradesRefused[i], last.upgradesRefused[i]) }
             for i in publishedMessages.indices {
                 advance(publishedMessages[i], total.publishedMessages[i], last.publishedMessages[i])
                 advance(publishedBytes[i], total.publishedBytes[i], last.publishedBytes[i])
@@ -135,9 +142,10 @@ public final class BrokerMetrics: Sendable {
                 state.protocolErrors[code] = counter
                 advance(counter, count, last.protocolErrors[code] ?? 0)
             }
-            if total.compressionOutputBytes > 0 {
-                compressionRatio.record(Double(total.compressionInputBytes) / Double(total.compressionOutputBytes))
-            }
+            advance(compressionInputBytes, total.compressionInputBytes, last.compressionInputBytes)
+            advance(compressionOutputBytes, total.compressionOutputBytes, last.compressionOutputBytes)
+            advance(journalPrunedMessages, prunedMessages, state.exportedPrunedMessages)
+            state.exportedPrunedMessages = max(prunedMessages, state.exportedPrunedMessages)
             state.exported = total
         }
     }

@@ -22,7 +22,14 @@ public final class BrokerServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let ownsGroup: Bool
     private let listener = NIOLockedValueBox<(any Channel)?>(nil)
+    private let adminListener = NIOLockedValueBox<(any Channel)?>(nil)
+    /// The `$sys/broker/stats` timer, while serving.
+    private let sysStats = NIOLockedValueBox<RepeatedTask?>(nil)
     private let renderMetrics: (@Sendable () -> [UInt8])?
+    /// The listeners' admission checks, once started: a reload replaces what they hold.
+    private let listenerHooks = NIOLockedValueBox<[(hooks: ServerHooks, host: String)]>([])
+    /// The TLS context new connections get (a reload replaces it with the files' new contents).
+    private let tlsContext = NIOLockedValueBox<NIOSSLContext?>(nil)
 
     /// - Parameters:
     ///   - metrics: where the broker's metrics go (default: nowhere).
@@ -80,17 +87,68 @@ public final class BrokerServer: Sendable {
         listener.withLockedValue { $0?.localAddress?.port }
     }
 
-    /// Binds the listener and starts keepalive probing.
+    /// The admin listener's port, once started, when there is one (`adminPort`).
+    public var adminPort: Int? {
+        adminListener.withLockedValue { $0?.localAddress?.port }
+    }
+
+    /// Binds the listener (and the admin listener, when configured) and starts keepalive probing
+    /// and the `$sys/broker/stats` publisher.
     public func start() async throws {
         let configuration = self.configuration
         let broker = self.broker
         let tlsContext = try configuration.tls.map(Self.makeTLSContext)
+        self.tlsContext.withLockedValue { $0 = tlsContext }
         let authenticator = try await Authenticator.make(configuration)
+        let isListening: @Sendable () -> Bool = { [listener] in listener.withLockedValue { $0?.isActive ?? false } }
         let hooks = ServerHooks(
-            isListening: { [listener] in listener.withLockedValue { $0?.isActive ?? false } },
-            renderMetrics: renderMetrics,
+            isListening: isListening, renderMetrics: renderMetrics,
             admission: Admission(authenticator: authenticator, configuration: configuration))
-        let bootstrap = ServerBootstrap(group: group)
+        listenerHooks.withLockedValue { $0 = [(hooks, configuration.host)] }
+        let hasAdminListener = configuration.adminPort != nil
+        let channel = try await bootstrap(hooks: hooks, role: hasAdminListener ? .publicOnly : .combined)
+            .bind(host: configuration.host, port: configuration.port).get()
+        listener.withLockedValue { $0 = channel }
+        if let adminPort = configuration.adminPort {
+            // Its own Host rule: a loopback admin listener answers to loopback names only.
+            var adminConfiguration = configuration
+            adminConfiguration.host = configuration.adminHost
+            let adminHooks = ServerHooks(
+                isListening: isListening, renderMetrics: renderMetrics,
+                admission: Admission(authenticator: authenticator, configuration: adminConfiguration))
+            listenerHooks.withLockedValue { $0.append((adminHooks, configuration.adminHost)) }
+            do {
+                let admin = try await bootstrap(hooks: adminHooks, role: .admin)
+                    .bind(host: configuration.adminHost, port: adminPort).get()
+                adminListener.withLockedValue { $0 = admin }
+                broker.logger.info("admin listener ready", metadata: ["address": "\(admin.localAddress?.description ?? "?")"])
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+        }
+        for shard in broker.shards {
+            shard.eventLoop.execute {
+                shard.startKeepalive(interval: configuration.pingInterval, timeout: configuration.pongTimeout)
+            }
+        }
+        if configuration.sysStatsInterval > .zero {
+            let task = SysStatsPublisher.start(broker, every: configuration.sysStatsInterval)
+            sysStats.withLockedValue { $0 = task }
+        }
+        broker.logger.info("listening", metadata: [
+            "address": "\(channel.localAddress?.description ?? "?")", "path": "\(configuration.webSocketPath)",
+            "tls": "\(tlsContext != nil)",
+            "eventLoops": "\(broker.shards.count)",
+        ])
+    }
+
+    /// A listener's bootstrap: every connection gets the HTTP and WebSocket pipeline, serving the
+    /// routes of `role`.
+    private func bootstrap(hooks: ServerHooks, role: ListenerRole) -> ServerBootstrap {
+        let broker = self.broker
+        let tlsContext = self.tlsContext
+        return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { [logger = broker.logger] channel in
@@ -101,37 +159,32 @@ public final class BrokerServer: Sendable {
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // NIO keeps a connection's last receive buffer for its next read, so an idle
+            // connection holds one for good: start it at 512 bytes (an upgrade request, a
+            // subscribe) instead of NIO's 2 KiB. It grows after any read that fills it.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536))
             .childChannelOption(.writeBufferWaterMark, value: configuration.outboundWaterMark)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tlsContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    if let context = tlsContext.withLockedValue({ $0 }) {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                     }
-                    try Self.configurePipeline(channel, broker: broker, hooks: hooks)
+                    try Self.configurePipeline(channel, broker: broker, hooks: hooks, role: role)
                 }
             }
-        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
-        listener.withLockedValue { $0 = channel }
-        for shard in broker.shards {
-            shard.eventLoop.execute {
-                shard.startKeepalive(interval: configuration.pingInterval, timeout: configuration.pongTimeout)
-            }
-        }
-        broker.logger.info("listening", metadata: [
-            "address": "\(channel.localAddress?.description ?? "?")", "path": "\(configuration.webSocketPath)",
-            "tls": "\(tlsContext != nil)",
-            "eventLoops": "\(broker.shards.count)",
-        ])
     }
 
-    static func configurePipeline(_ channel: any Channel, broker: Broker, hooks: ServerHooks) throws {
-        let configuration = broker.configuration
+    static func configurePipeline(_ channel: any Channel, broker: Broker, hooks: ServerHooks, role: ListenerRole = .combined) throws {
+        // What is in force now (after any reload): the trusted proxies of this connection.
+        let configuration = broker.currentConfiguration
         var webSocketPaths: Set<String> = [configuration.webSocketPath]
         if let echo = configuration.echoPath { webSocketPaths.insert(echo) }
         let paths = webSocketPaths
         // Who the upgrade admitted, from `shouldUpgrade` to the new connection (one channel).
         let admitted = NIOLoopBoundBox<Identity?>.makeEmptyBox(valueType: Identity.self, eventLoop: channel.eventLoop)
         let refusal = NIOLoopBound(UpgradeRefusal(), eventLoop: channel.eventLoop)
+        // The client a trusted proxy named, when it is not the TCP peer.
+        let forwardedClient = NIOLoopBoundBox<String?>(nil, eventLoop: channel.eventLoop)
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: configuration.maxFrameBytes,
             automaticErrorHandling: false,
@@ -143,16 +196,18 @@ public final class BrokerServer: Sendable {
                 }
                 // Connection limits: a place is taken here and given back when the channel
                 // closes, however it ends. Refused, the HTTP handler answers 503.
-                let address = channel.remoteAddress?.ipAddress
+                let address = ClientAddress.resolve(
+                    peer: channel.remoteAddress, headers: head.headers, trustedProxies: configuration.trustedProxies)
                 if let refused = broker.admission.admit(address) {
                     refusal.value.reason = refused
                     broker.logger.debug("upgrade refused", metadata: [
-                        "peer": "\(channel.remoteAddress?.description ?? "?")", "reason": "\(refused)",
+                        "peer": "\(address ?? channel.remoteAddress?.description ?? "?")", "reason": "\(refused)",
                     ])
                     return channel.eventLoop.makeSucceededFuture(nil)
                 }
                 channel.closeFuture.whenComplete { _ in broker.admission.release(address) }
                 admitted.value = identity
+                if address != channel.remoteAddress?.ipAddress { forwardedClient.value = address }
                 var headers = HTTPHeaders()
                 if let agreement = Self.deflateAgreement(head, configuration: configuration) {
                     headers.add(name: "Sec-WebSocket-Extensions", value: agreement.responseHeader)
@@ -174,7 +229,8 @@ public final class BrokerServer: Sendable {
                     let identity = admitted.value ?? Identity(kind: .anonymous, permissions: .nothing)
                     try operations.addHandler(WebSocketConnection(
                         broker: broker, shard: shard, mode: mode, deflate: deflate,
-                        identity: identity, authenticator: hooks.admission.authenticator))
+                        identity: identity, authenticator: hooks.admission.authenticator,
+                        forwardedClient: forwardedClient.value))
                 }
             }
         )
@@ -183,7 +239,7 @@ public final class BrokerServer: Sendable {
             withErrorHandling: true
         )
         try channel.pipeline.syncOperations.addHandler(
-            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths, upgradeRefusal: refusal),
+            HTTPRequestHandler(broker: broker, server: hooks, webSocketPaths: webSocketPaths, role: role, upgradeRefusal: refusal),
             name: HTTPRequestHandler.name)
     }
 
@@ -198,31 +254,76 @@ public final class BrokerServer: Sendable {
         uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? uri
     }
 
-    /// Stops accepting, closes every client with 1001 and waits (up to the grace period) for
-    /// them to go; then stops the event loops if the server created them.
+    /// Stops accepting (so `/readyz` answers 503), then closes the clients with 1001 spread
+    /// over the lame-duck window (`lameDuckDuration`), waits for them to go up to the grace
+    /// period after the window, drops those still there, and stops the event loops if the
+    /// server created them.
     public func shutdown() async {
         let channel = listener.withLockedValue { channel -> (any Channel)? in
             defer { channel = nil }
             return channel
         }
         try? await channel?.close()
-        for shard in broker.shards {
-            shard.eventLoop.execute {
-                shard.stopKeepalive()
-                for connection in shard.connections { connection.close(.shutdown) }
-            }
+        let admin = adminListener.withLockedValue { channel -> (any Channel)? in
+            defer { channel = nil }
+            return channel
         }
-        let deadline = NIODeadline.now() + configuration.shutdownGracePeriod
+        try? await admin?.close()
+        sysStats.withLockedValue { task in
+            task?.cancel()
+            task = nil
+        }
+        // Every client's place in one line across the loops, so that the close frames are spread
+        // evenly over the window whatever loop each client is on.
+        var counts: [Int] = []
+        for shard in broker.shards {
+            counts.append((try? await shard.eventLoop.submit { shard.connections.count }.get()) ?? 0)
+        }
+        let clients = counts.reduce(0, +)
+        // One client has nobody to be spread from.
+        let window = clients > 1 ? configuration.lameDuckDuration : .zero
+        if clients > 0 {
+            broker.logger.info("lame duck: closing clients", metadata: [
+                "clients": "\(clients)", "window_seconds": "\(Double(window.nanoseconds) / 1e9)",
+            ])
+        }
+        var first = 0
+        for (shard, count) in zip(broker.shards, counts) {
+            shard.eventLoop.execute { [first] in
+                shard.stopKeepalive()
+                shard.closeSpread(over: window, first: first, of: clients)
+            }
+            first += count
+        }
+        let deadline = NIODeadline.now() + window + configuration.shutdownGracePeriod
         while NIODeadline.now() < deadline, await openConnections() > 0 {
             try? await Task.sleep(for: .milliseconds(20))
         }
         for shard in broker.shards {
-            try? await shard.eventLoop.submit {
-                for connection in shard.connections { connection.closeNow() }
-            }.get()
+            try? await shard.eventLoop.submit { shard.closeRemainingNow() }.get()
         }
         broker.logger.info("listener stopped")
         if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    /// Puts what may change of `new` in force (`BrokerConfiguration.reloading(from:)`): new
+    /// credentials and origins for the requests and upgrades from now on, the TLS certificate
+    /// for new handshakes, the connection caps at once, the other limits for new connections.
+    /// Throws, changing nothing, when the new keys or certificate cannot be loaded.
+    /// - Returns: the configuration now in force.
+    @discardableResult
+    public func reload(_ new: BrokerConfiguration) async throws -> BrokerConfiguration {
+        let merged = broker.currentConfiguration.reloading(from: new)
+        let authenticator = try await Authenticator.make(merged)
+        let tls = try merged.tls.map(Self.makeTLSContext)
+        tlsContext.withLockedValue { $0 = tls }
+        for (hooks, host) in listenerHooks.withLockedValue({ $0 }) {
+            var listenerConfiguration = merged
+            listenerConfiguration.host = host
+            hooks.replaceAdmission(Admission(authenticator: authenticator, configuration: listenerConfiguration))
+        }
+        broker.reload(merged)
+        return merged
     }
 
     /// Connections open now and connections closed since start, across all event loops.

@@ -21,16 +21,25 @@ final class ConnectionAdmission: Sendable {
         }
     }
 
-    /// 0: no cap.
-    let maxConnections: Int
-    /// 0: no cap.
-    let maxPerAddress: Int
+    /// 0: no cap. Atomics because a reload (SIGHUP) may change them while loops admit.
+    private let totalCap: ManagedAtomic<Int>
+    private let perAddressCap: ManagedAtomic<Int>
     private let total = ManagedAtomic<Int>(0)
     private let perAddress = NIOLockedValueBox<[String: Int]>([:])
 
     init(maxConnections: Int, maxPerAddress: Int) {
-        self.maxConnections = maxConnections
-        self.maxPerAddress = maxPerAddress
+        self.totalCap = ManagedAtomic(maxConnections)
+        self.perAddressCap = ManagedAtomic(maxPerAddress)
+    }
+
+    var maxConnections: Int { totalCap.load(ordering: .relaxed) }
+    var maxPerAddress: Int { perAddressCap.load(ordering: .relaxed) }
+
+    /// New caps for the upgrades from now on (a reload). Connections already admitted stay, even
+    /// past a lowered cap.
+    func setLimits(maxConnections: Int, maxPerAddress: Int) {
+        totalCap.store(maxConnections, ordering: .relaxed)
+        perAddressCap.store(maxPerAddress, ordering: .relaxed)
     }
 
     /// Connections admitted and not released.
@@ -39,6 +48,8 @@ final class ConnectionAdmission: Sendable {
     /// Takes a place for a connection from `address` (nil when unknown: counted in the total
     /// only), or says why there is none. Every success is paired with one `release(address)`.
     func admit(_ address: String?) -> Refusal? {
+        let maxConnections = self.maxConnections
+        let maxPerAddress = self.maxPerAddress
         let now = total.wrappingIncrementThenLoad(ordering: .relaxed)
         if maxConnections > 0, now > maxConnections {
             total.wrappingDecrement(ordering: .relaxed)
@@ -61,7 +72,8 @@ final class ConnectionAdmission: Sendable {
     /// Gives back the place of a connection admitted from `address`.
     func release(_ address: String?) {
         total.wrappingDecrement(ordering: .relaxed)
-        guard maxPerAddress > 0, let address else { return }
+        // Whatever the cap is now: it may have been set or lifted since the admission (a reload).
+        guard let address else { return }
         perAddress.withLockedValue { counts in
             let remaining = counts[address, default: 1] - 1
             counts[address] = remaining > 0 ? remaining : nil

@@ -11,6 +11,8 @@ struct CloseCause: Equatable, Sendable {
     static let pingTimeout = CloseCause(code: .goingAway, reason: "ping timeout", disconnect: .pingTimeout)
     static let shutdown = CloseCause(code: .goingAway, reason: "going away", disconnect: .shutdown)
     static let tokenExpired = CloseCause(code: .policyViolation, reason: "token expired", disconnect: .tokenExpired)
+    static let operatorRequest = CloseCause(
+        code: .policyViolation, reason: "disconnected by operator", disconnect: .operatorRequest)
 
     /// The peer broke RFC 6455 or a limit: 1002, 1007 and 1009 count as protocol errors.
     static func violation(_ code: WebSocketErrorCode, _ reason: String) -> CloseCause {
@@ -61,6 +63,18 @@ struct ConnectionLifecycle {
     }
 
     private var state = State.open
+
+    /// The close frame that started the close handshake, for the "connection closed" log line:
+    /// who sent it, its code (nil when the peer's frame had none) and reason. nil when the TCP
+    /// connection ended without one.
+    struct FirstClose: Equatable {
+        enum Sender: String { case broker, client }
+        var sender: Sender
+        var code: UInt16?
+        var reason: String
+    }
+
+    private(set) var firstClose: FirstClose?
 
     var phase: Phase {
         switch state {
@@ -180,6 +194,7 @@ struct ConnectionLifecycle {
     mutating func close(_ cause: CloseCause) -> Bool {
         guard isOpen else { return false }
         state = .closing(cause)
+        firstClose = FirstClose(sender: .broker, code: cause.codeNumber, reason: cause.reason)
         return true
     }
 
@@ -191,11 +206,12 @@ struct ConnectionLifecycle {
         case ignore
     }
 
-    /// The peer's close frame arrived.
-    mutating func peerClosed() -> PeerCloseAction {
+    /// The peer's close frame arrived, with its code and reason when it had them.
+    mutating func peerClosed(code: UInt16? = nil, reason: String = "") -> PeerCloseAction {
         switch state {
         case .open, .replaying, .draining:
             state = .closed(.clientClose)
+            firstClose = FirstClose(sender: .client, code: code, reason: reason)
             return .echo
         case .closing(let cause):
             state = .closed(cause.disconnect)

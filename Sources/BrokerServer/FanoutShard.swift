@@ -7,8 +7,8 @@ import NIOCore
 /// references on every thread but only ever calls in through `eventLoop.execute`). A publish
 /// reaches each shard once; the shard matches it against its own trie and writes the shared
 /// frame to each matching connection, then flushes every connection it wrote to once per
-/// event-loop tick (or, on a busy loop, after a pause: FlushPacer.swift), so a busy subscriber
-/// gets many frames per `writev`.
+/// event-loop tick (or, on a busy loop that keeps receiving frames, after holding them:
+/// FlushPolicy.swift), so a busy subscriber gets many frames per `writev`.
 final class FanoutShard: @unchecked Sendable {
     let eventLoop: any EventLoop
     /// Position in the broker's list of shards.
@@ -22,11 +22,15 @@ final class FanoutShard: @unchecked Sendable {
     private var flushing: [WebSocketConnection] = []
     private var flushScheduled = false
     /// Internal, not private, so that tests can stage an expensive last flush.
-    var flushPacer: FlushPacer
-    /// Bytes of broadcast frames queued since the last flush, for the pacer.
+    var flushPolicy: FlushPolicy
+    /// Bytes of broadcast frames queued since the last flush, for the flush policy.
     private var bytesSinceFlush = 0
+    /// Frames (deliveries) of broadcasts queued since the last flush, for the flush policy.
+    private var framesSinceFlush = 0
     /// Stamped on a connection when it receives a publish, so overlapping filters deliver once.
     private var deliverySequence: UInt64 = 0
+    /// The close frames a lame-duck shutdown has yet to send (`closeSpread`).
+    private var lameDuckCloses: [Scheduled<Void>] = []
     private var keepaliveTask: RepeatedTask?
     /// Where the journal writer posts fan-outs and completions for this loop.
     private(set) var mailbox: LoopMailbox!
@@ -40,7 +44,7 @@ final class FanoutShard: @unchecked Sendable {
 
     init(eventLoop: any EventLoop, position: Int, compressor: FrameCompressor? = nil, maxFlushDelay: TimeAmount = .zero) {
         self.eventLoop = eventLoop
-        self.flushPacer = FlushPacer(maxDelay: maxFlushDelay)
+        self.flushPolicy = FlushPolicy(maxDelay: maxFlushDelay)
         self.position = position
         self.compressor = compressor
         self.mailbox = LoopMailbox(eventLoop: eventLoop) { [unowned self] message in self.deliver(message) }
@@ -100,21 +104,33 @@ final class FanoutShard: @unchecked Sendable {
         if delivered > 0 {
             counters.delivered(message, count: delivered)
             bytesSinceFlush &+= delivered &* message.frame.readableBytes
+            framesSinceFlush &+= delivered
         }
     }
 
     /// Called by a connection that wrote without flushing; the flush runs once, after the tasks
-    /// already queued on the loop (typically further publishes) have run, or later on a loop
-    /// whose flushes are expensive (FlushPacer.swift).
+    /// already queued on the loop (typically further publishes) have run, or, on a loop whose
+    /// flushes are expensive, once frames stop arriving (FlushPolicy.swift).
     func markDirty(_ connection: WebSocketConnection) {
         dirty.append(connection)
         guard !flushScheduled else { return }
         flushScheduled = true
-        let wait = flushPacer.wait(at: eventLoop.now)
-        if wait == .zero {
+        act(on: flushPolicy.firstWrite(at: eventLoop.now, queuedFrames: framesSinceFlush))
+    }
+
+    private func act(on decision: FlushPolicy.Decision) {
+        switch decision {
+        case .flushNow:
             eventLoop.execute { self.flushDirty() }
-        } else {
-            eventLoop.scheduleTask(in: wait) { self.flushDirty() }
+        case .holdUntil(let deadline):
+            eventLoop.scheduleTask(deadline: deadline) { self.holdEnded() }
+        }
+    }
+
+    private func holdEnded() {
+        switch flushPolicy.holdEnded(at: eventLoop.now, queuedFrames: framesSinceFlush, waitingConnections: dirty.count) {
+        case .flushNow: flushDirty()
+        case .holdUntil(let deadline): eventLoop.scheduleTask(deadline: deadline) { self.holdEnded() }
         }
     }
 
@@ -123,8 +139,9 @@ final class FanoutShard: @unchecked Sendable {
         flushScheduled = false
         swap(&dirty, &flushing)
         for connection in flushing { connection.flushIfNeeded() }
-        flushPacer.flushed(from: start, to: eventLoop.now, bytesPerConnection: bytesSinceFlush / max(1, flushing.count))
+        flushPolicy.flushed(from: start, to: eventLoop.now, bytesPerConnection: bytesSinceFlush / max(1, flushing.count))
         bytesSinceFlush = 0
+        framesSinceFlush = 0
         flushing.removeAll(keepingCapacity: true)
         // Every connection owed a range has written it: the batches are done.
         batches.removeAll(keepingCapacity: true)
@@ -181,5 +198,44 @@ final class FanoutShard: @unchecked Sendable {
     func stopKeepalive() {
         keepaliveTask?.cancel()
         keepaliveTask = nil
+    }
+
+    // MARK: Lame duck
+
+    /// Closes this loop's connections with 1001 one after another, on the loop's clock: they
+    /// are the clients `first`, `first + 1`, … of `total` across every loop, and the i-th of the
+    /// total gets its close frame at i·window/total (`LameDuck.delay`). The broker's clients then
+    /// do not all reconnect to the other brokers in the same second (nats-server's lame-duck
+    /// mode). Connections that close meanwhile are passed over.
+    func closeSpread(over window: TimeAmount, first: Int = 0, of total: Int? = nil) {
+        eventLoop.assertInEventLoop()
+        let closing = connections
+        let total = max(total ?? closing.count, first + closing.count)
+        for (index, connection) in closing.enumerated() {
+            let delay = LameDuck.delay(ofClient: first + index, of: total, over: window)
+            if delay <= .zero {
+                connection.close(.shutdown)
+            } else {
+                let bound = NIOLoopBound(connection, eventLoop: eventLoop)
+                lameDuckCloses.append(eventLoop.scheduleTask(in: delay) { bound.value.close(.shutdown) })
+            }
+        }
+    }
+
+    /// Drops every connection still open (the end of a shutdown's grace period).
+    func closeRemainingNow() {
+        eventLoop.assertInEventLoop()
+        for task in lameDuckCloses { task.cancel() }
+        lameDuckCloses.removeAll()
+        for connection in connections { connection.closeNow() }
+    }
+}
+
+/// When each client gets its close frame during a lame-duck shutdown.
+enum LameDuck {
+    /// The delay of the client at `index` of `count`, spread evenly over `window`: index·window/count.
+    static func delay(ofClient index: Int, of count: Int, over window: TimeAmount) -> TimeAmount {
+        guard count > 0, index > 0, window > .zero else { return .zero }
+        return .nanoseconds(Int64(Double(window.nanoseconds) * Double(index) / Double(count)))
     }
 }

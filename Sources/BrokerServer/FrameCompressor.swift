@@ -16,6 +16,13 @@ package struct FrameCompressor: Sendable {
         self.thresholdBytes = thresholdBytes
     }
 
+    /// Adds what this compressor has compressed so far to `counters` (on the compressor's loop, or
+    /// under the lock that guards it).
+    func count(into counters: inout ShardCounters) {
+        counters.compressionInputBytes &+= deflater.usedInputBytes
+        counters.compressionOutputBytes &+= deflater.usedOutputBytes
+    }
+
     /// The compressed frame for `frame`, or nil when its body is below the threshold, when
     /// deflate would not make it smaller, or on a zlib failure: then the plain frame serves.
     func compressed(_ frame: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
@@ -27,6 +34,8 @@ package struct FrameCompressor: Sendable {
             succeeded = deflater.compress(body, into: &buffer)
         }
         guard succeeded, compressed.readableBytes < frame.readableBytes else { return nil }
+        deflater.usedInputBytes &+= frame.readableBytes
+        deflater.usedOutputBytes &+= compressed.readableBytes
         return compressed
     }
 }

@@ -66,6 +66,17 @@ final class JournalOutbox: Sendable {
         complete(onShard: shard, completion)
     }
 
+    /// A message another broker of the cluster published goes to every loop (called by the
+    /// cluster journal on its completion thread, in order with this broker's commits).
+    func deliverRemote(_ publication: RemotePublication) {
+        let allocator = ByteBufferAllocator()
+        deliverEverywhere(makeMessage { compressor in
+            OutboundMessage(
+                topic: publication.topic, payload: publication.payload, isBinary: publication.isBinary,
+                offset: publication.offset, compressor: compressor, allocator: allocator)
+        })
+    }
+
     /// Stages `message` for every loop.
     func deliverEverywhere(_ message: OutboundMessage) {
         staged.withLockedValue { $0.deliveries.append(.deliver(message)) }
@@ -86,6 +97,11 @@ final class JournalOutbox: Sendable {
         }
         for mailbox in mailboxes { mailbox.post(contentsOf: run.deliveries) }
         for (mailbox, items) in zip(mailboxes, run.completions) { mailbox.post(contentsOf: items) }
+    }
+
+    /// Adds what the writer's compressor has compressed to `counters`.
+    func countCompression(into counters: inout ShardCounters) {
+        compressor.withLockedValue { $0?.count(into: &counters) }
     }
 
     /// Builds a message, compressed when some connection needs it (then under the lock of the

@@ -10,6 +10,11 @@ import NIOCore
 /// lock for the journal writer thread.
 final class MessageDeflater: @unchecked Sendable {
     private let stream: UnsafeMutablePointer<z_stream>
+    /// Bytes of the message bodies whose compressed form was used, and of those compressed forms
+    /// (`broker_compression_input_bytes_total`/`_output_`). Plain integers: the deflater's own
+    /// confinement (its loop, or the journal writer's lock) covers them.
+    var usedInputBytes = 0
+    var usedOutputBytes = 0
 
     /// nil if zlib cannot set up the stream (out of memory, bad level).
     init?(level: Int, windowBits: Int = 15, memoryLevel: Int = 8) {

@@ -49,6 +49,7 @@ extension Broker {
                     shardPosition: shard.position, allocator: allocator)
                 futures.append(promise.futureResult)
             } else {
+                broadcastToCluster(topic: item.topic, payload: item.payload, isBinary: item.isBinary)
                 let message = OutboundMessage(
                     topic: item.topic, payload: item.payload, isBinary: item.isBinary, offset: nil,
                     compressor: sharedFrameCompressor(on: shard), allocator: allocator)

@@ -1,4 +1,5 @@
 import BrokerProtocol
+import NIOHTTP1
 
 /// Why a WebSocket connection ended, for the disconnect metric.
 enum DisconnectReason: String, CaseIterable, Sendable {
@@ -16,8 +17,44 @@ enum DisconnectReason: String, CaseIterable, Sendable {
     case tokenExpired = "token_expired"
     /// The TCP connection ended without a close handshake.
     case reset = "reset"
+    /// Closed with 1008 by an operator (`DELETE /api/connections/{id}`).
+    case operatorRequest = "operator"
     /// Any other close started by the broker.
     case other = "other"
+}
+
+/// Why a WebSocket upgrade was refused, for `broker_upgrades_refused_total`.
+enum UpgradeRefusalReason: String, CaseIterable, Sendable {
+    /// Missing, malformed, badly signed or expired credentials (401).
+    case unauthorized
+    /// A browser page from an origin not allowed (403).
+    case origin
+    /// A `Host` that is not a loopback name on a loopback listener (421).
+    case host
+    /// `limits.max-connections` (503).
+    case connectionLimit = "connection_limit"
+    /// `limits.max-connections-per-ip` (503).
+    case perIPLimit = "per_ip_limit"
+}
+
+extension UpgradeRefusalReason {
+    /// The reason of a refusal by `Admission.upgrade`, from the status it answers with.
+    init(refusalStatus status: HTTPResponseStatus) {
+        switch status.code {
+        case 403: self = .origin
+        case 421: self = .host
+        default: self = .unauthorized
+        }
+    }
+}
+
+extension ConnectionAdmission.Refusal {
+    var metricReason: UpgradeRefusalReason {
+        switch self {
+        case .total: .connectionLimit
+        case .perAddress: .perIPLimit
+        }
+    }
 }
 
 /// Traffic figures of one event loop, kept as plain integers by the code confined to that loop
@@ -26,6 +63,8 @@ enum DisconnectReason: String, CaseIterable, Sendable {
 struct ShardCounters: Sendable {
     var connects = 0
     var disconnects = [Int](repeating: 0, count: DisconnectReason.allCases.count)
+    /// Index: `UpgradeRefusalReason.allCases`.
+    var upgradesRefused = [Int](repeating: 0, count: UpgradeRefusalReason.allCases.count)
 
     /// Index: `kindIndex(isBinary:retained:)`.
     var publishedMessages = [0, 0, 0, 0]
@@ -40,7 +79,9 @@ struct ShardCounters: Sendable {
     /// Error replies by protocol error code, and WebSocket-level failures as `ws_<close code>`.
     var protocolErrors: [String: Int] = [:]
 
-    /// Bytes handed to and produced by permessage-deflate (filled in where compression runs).
+    /// Frame bytes compressed with permessage-deflate and the compressed frames' bytes (each
+    /// shared frame once, not once per subscriber). Kept by each loop's `FrameCompressor` and
+    /// copied in when totals are collected.
     var compressionInputBytes = 0
     var compressionOutputBytes = 0
 
@@ -56,6 +97,10 @@ struct ShardCounters: Sendable {
         disconnects[DisconnectReason.allCases.firstIndex(of: reason)!] &+= 1
     }
 
+    mutating func upgradeRefused(_ reason: UpgradeRefusalReason) {
+        upgradesRefused[UpgradeRefusalReason.allCases.firstIndex(of: reason)!] &+= 1
+    }
+
     mutating func protocolError(_ code: String) {
         protocolErrors[code, default: 0] &+= 1
     }
@@ -65,6 +110,7 @@ struct ShardCounters: Sendable {
     mutating func formMaximum(_ other: ShardCounters) {
         connects = max(connects, other.connects)
         for i in disconnects.indices { disconnects[i] = max(disconnects[i], other.disconnects[i]) }
+        for i in upgradesRefused.indices { upgradesRefused[i] = max(upgradesRefused[i], other.upgradesRefused[i]) }
         for i in publishedMessages.indices {
             publishedMessages[i] = max(publishedMessages[i], other.publishedMessages[i])
             publishedBytes[i] = max(publishedBytes[i], other.publishedBytes[i])
@@ -83,6 +129,7 @@ struct ShardCounters: Sendable {
     mutating func add(_ other: ShardCounters) {
         connects &+= other.connects
         for i in disconnects.indices { disconnects[i] &+= other.disconnects[i] }
+        for i in upgradesRefused.indices { upgradesRefused[i] &+= other.upgradesRefused[i] }
         for i in publishedMessages.indices {
             publishedMessages[i] &+= other.publishedMessages[i]
             publishedBytes[i] &+= other.publishedBytes[i]

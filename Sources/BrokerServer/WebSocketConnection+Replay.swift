@@ -89,9 +89,11 @@ extension WebSocketConnection {
             finishReplay()
         case .success(let page):
             for record in page.records {
-                writeData(OutboundMessage.encodeFrame(
+                let frame = OutboundMessage.encodeFrame(
                     topic: record.topic, payload: record.payload, isBinary: record.isBinary,
-                    offset: record.offset, replay: true, allocator: allocator))
+                    offset: record.offset, replay: true, allocator: allocator)
+                traffic.sent(frame.readableBytes)
+                writeData(frame)
             }
             if let last = page.records.last { lifecycle.updateReplay { $0.cursor = last.offset } }
             shard.counters.replayedMessages &+= page.records.count
@@ -120,6 +122,7 @@ extension WebSocketConnection {
                 if let offset = message.offset, offset <= job.upTo, Topic.matches(filter: job.filter, name: message.topic) {
                     continue  // the replay answered for it
                 }
+                traffic.sent(message.frame.readableBytes)
                 write(frame(of: message))
             }
             serveDeferredRequests()

@@ -119,6 +119,8 @@ extension WebSocketConnection {
 
     func publish(topic: String, payload: ByteBuffer, isBinary: Bool, retain: Bool, id: RequestID?) {
         shard.counters.published(isBinary: isBinary, retained: retain, bytes: payload.readableBytes)
+        traffic.received(payload.readableBytes)
+        if !retain { broker.broadcastToCluster(topic: topic, payload: payload, isBinary: isBinary) }
         if !retain && journalRequestsInFlight == 0 {
             // The common case: fan out from here, at once.
             broker.fanOut(OutboundMessage(
@@ -186,10 +188,9 @@ extension WebSocketConnection {
     func subscribe(_ request: SubscribeRequest, id: RequestID?) {
         let filter = request.filter
         if !filters.contains(BytewiseKey(filter)) {
-            guard filters.count < broker.configuration.maxSubscriptionsPerConnection else {
+            guard filters.count < maxSubscriptions else {
                 sendError(RequestError(
-                    .tooManySubscriptions,
-                    "at most \(broker.configuration.maxSubscriptionsPerConnection) subscriptions per connection", id: id))
+                    .tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection", id: id))
                 return
             }
             filters.insert(BytewiseKey(filter))

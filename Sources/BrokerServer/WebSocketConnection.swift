@@ -1,6 +1,7 @@
 import BrokerJournal
 import BrokerProtocol
 import DequeModule
+import Foundation
 import NIOCore
 import NIOWebSocket
 
@@ -35,6 +36,11 @@ final class WebSocketConnection: ChannelDuplexHandler {
     var identity: Identity
     /// Verifies the tokens of `refresh`; nil: refresh is refused.
     let authenticator: Authenticator?
+    /// Subscriptions this connection may hold: the limit in force when it connected (a reload
+    /// applies to new connections).
+    let maxSubscriptions: Int
+    /// Publishes per second (0: no limit), as in force when it connected.
+    private let publishRate: Int
     /// Armed while the token has an `exp`: sends `token_expired` and closes with 1008 then.
     var expiryTimer: Scheduled<Void>?
     /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
@@ -64,6 +70,16 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// Why the connection is ending, once known (for metrics).
     var disconnectReason: DisconnectReason? { lifecycle.disconnectReason }
 
+    /// What this connection sent and was sent, for `GET /api/connections` (plain integers: the
+    /// connection is confined to its loop).
+    var traffic = ConnectionTraffic()
+    /// The peer as `host:port` (`[::1]:port` for IPv6), taken when the handler is added.
+    private(set) var remoteAddress = "?"
+    /// The client's address as a trusted proxy gave it (`http.trusted-proxies`), if it did.
+    private let forwardedClient: String?
+    /// Wall-clock time of the upgrade.
+    private(set) var connectedAt = Date()
+
     // Fan-out bookkeeping, owned by the shard.
     var shardSlot = -1
     var lastDeliverySequence: UInt64 = 0
@@ -72,7 +88,16 @@ final class WebSocketConnection: ChannelDuplexHandler {
     private var sawInbound = true
     /// Set from the loop's clock (`eventLoop.now`) when the handler is added, then by sweeps.
     private var lastInbound = NIODeadline.uptimeNanoseconds(0)
-    private var pingSentAt: NIODeadline?
+    private var keepalive = Keepalive.quiet
+
+    private enum Keepalive {
+        case quiet
+        /// A ping waits behind what the connection was already owed. The peer cannot answer a
+        /// ping that has not reached it, so the pong timeout starts only once NIO has written it:
+        /// a client reading a long replay behind the ping is slow, not dead.
+        case pingQueued(since: NIODeadline)
+        case awaitingPong(since: NIODeadline)
+    }
 
     /// Filters this connection subscribes to, byte for byte as the trie holds them.
     var filters: Set<BytewiseKey> = []
@@ -115,8 +140,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
 
     init(
         broker: Broker, shard: FanoutShard, mode: Mode, deflate: PerMessageDeflate.Agreement? = nil,
-        identity: Identity = .open, authenticator: Authenticator? = nil
+        identity: Identity = .open, authenticator: Authenticator? = nil, forwardedClient: String? = nil
     ) {
+        self.forwardedClient = forwardedClient
         self.broker = broker
         self.shard = shard
         self.mode = mode
@@ -124,6 +150,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
         self.identity = identity
         self.authenticator = authenticator
         self.sessionID = broker.nextSessionID()
+        let current = broker.currentConfiguration
+        self.maxSubscriptions = current.maxSubscriptionsPerConnection
+        self.publishRate = current.publishRate
         self.assembler = MessageAssembler(maxMessageBytes: broker.configuration.maxMessageBytes, deflate: deflate)
     }
 
@@ -133,8 +162,11 @@ final class WebSocketConnection: ChannelDuplexHandler {
         self.context = context
         self.allocator = context.channel.allocator
         self.lastInbound = context.eventLoop.now
-        if broker.configuration.publishRate > 0 {
-            publishLimiter = PublishRateLimiter(rate: broker.configuration.publishRate, now: context.eventLoop.now)
+        // A client named by a trusted proxy has no port we know of: its address alone.
+        self.remoteAddress = forwardedClient ?? context.channel.remoteAddress.map(Self.hostAndPort) ?? "?"
+        self.connectedAt = Date()
+        if publishRate > 0 {
+            publishLimiter = PublishRateLimiter(rate: publishRate, now: context.eventLoop.now)
         }
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
@@ -142,14 +174,13 @@ final class WebSocketConnection: ChannelDuplexHandler {
         shard.counters.connects &+= 1
         if deflate != nil { broker.compressingConnections.wrappingIncrement(ordering: .relaxed) }
         broker.logger.info("connection opened", metadata: [
-            "session": "\(sessionID)", "peer": "\(context.channel.remoteAddress?.description ?? "?")",
-            "deflate": "\(deflate != nil)",
+            "session": "\(sessionID)", "peer": "\(remoteAddress)", "deflate": "\(deflate != nil)",
         ])
         if mode == .broker {
             let welcome = Welcome(
                 server: broker.configuration.serverName, session: sessionID,
                 maxMessageBytes: broker.configuration.maxMessageBytes, epoch: broker.journal.epoch,
-                client: identity.client, exp: identity.expiresAt)
+                client: identity.client, exp: identity.expiresAt, node: broker.cluster?.nodeName)
             sendControl { ServerMessageEncoder.welcome(welcome, into: &$0) }
             armExpiryTimer()
         }
@@ -192,8 +223,13 @@ final class WebSocketConnection: ChannelDuplexHandler {
         heldBackBytes = 0
         if deflate != nil { broker.compressingConnections.wrappingDecrement(ordering: .relaxed) }
         shard.counters.disconnected(reason)
+        // The close frame's code and reason say why (e.g. 1008 "slow consumer", or the client's
+        // own 1000/1001); "-" when the TCP connection ended without a close frame.
+        let first = lifecycle.firstClose
         broker.logger.info("connection closed", metadata: [
-            "session": "\(sessionID)", "clean": "\(!wasOpen)", "reason": "\(reason.rawValue)",
+            "session": "\(sessionID)", "peer": "\(remoteAddress)", "clean": "\(!wasOpen)", "reason": "\(reason.rawValue)",
+            "close_code": "\(first?.code.map(String.init) ?? "-")", "close_reason": "\(first?.reason ?? "")",
+            "closed_by": "\(first?.sender.rawValue ?? "-")",
         ])
     }
 
@@ -293,13 +329,16 @@ final class WebSocketConnection: ChannelDuplexHandler {
         case .ping:
             write(ServerFrame.encode(.pong, payload: payload, allocator: allocator))
         case .pong:
-            pingSentAt = nil
+            keepalive = .quiet
         case .connectionClose:
             if case .fail(let code, let reason) = CloseFrame.validate(payload) {
                 close(.violation(WebSocketErrorCode(codeNumber: Int(code)), reason))
                 return
             }
-            guard lifecycle.peerClosed() == .echo else { return }
+            var closeFrame = payload
+            let peerCode = closeFrame.readInteger(as: UInt16.self)
+            let peerReason = closeFrame.readString(length: closeFrame.readableBytes) ?? ""
+            guard lifecycle.peerClosed(code: peerCode, reason: peerReason) == .echo else { return }
             // Echo the peer's code (RFC 6455 §5.5.1) and close once it is written, behind what
             // this connection was already owed (no data frame may follow a close frame).
             heldBack.removeAll()
@@ -361,7 +400,7 @@ final class WebSocketConnection: ChannelDuplexHandler {
 
     /// Flushes what is pending and goes on with the replay once the channel is writable.
     ///
-    /// The flush happens now, whatever the shard's flush pacer would say: a connection over its
+    /// The flush happens now, whatever the shard's flush policy would say: a connection over its
     /// high-water mark has a full batch already, and nothing else would make room. The lifecycle
     /// records the wait before that flush because NIO reports the channel writable again from
     /// inside the flush when the peer reads fast (the kernel takes everything): a wait recorded
@@ -437,9 +476,11 @@ final class WebSocketConnection: ChannelDuplexHandler {
             let (batch, range) = shard.batchSlot(
                 topic: message.topic, frame: compressed ? message.compressedFrame! : message.frame, compressed: compressed)
             if pendingBatch === batch, pendingRange.upperBound == range.lowerBound {
+                traffic.sent(message.frame.readableBytes)
                 pendingRange = pendingRange.lowerBound..<range.upperBound
                 return
             }
+            traffic.sent(message.frame.readableBytes)
             writePending()
             pendingBatch = batch
             pendingRange = range
@@ -458,9 +499,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// The queue crossed the high-water mark: the connection has `slowConsumerTimeout` to drain
     /// below half of it (then NIO reports it writable again).
     private func fellBehind() {
-        // Holding writes back to batch more (FlushPacer.swift) gains nothing once the queue is
+        // Holding writes back to batch more (FlushPolicy.swift) gains nothing once the queue is
         // this long, and only a flush lets it drain: flush at the end of this tick, not after the
-        // pacer's pause.
+        // hold.
         if needsFlush {
             let connection = NIOLoopBound(self, eventLoop: eventLoop)
             eventLoop.execute { connection.value.flushIfNeeded() }
@@ -474,7 +515,7 @@ final class WebSocketConnection: ChannelDuplexHandler {
     }
 
     /// Bytes written to the channel and not yet taken by the kernel.
-    private var bufferedBytes: Int {
+    var bufferedBytes: Int {
         (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
@@ -517,18 +558,38 @@ final class WebSocketConnection: ChannelDuplexHandler {
         if sawInbound {
             sawInbound = false
             lastInbound = now
-            pingSentAt = nil
+            keepalive = .quiet
             return
         }
-        if let sentAt = pingSentAt {
-            if now - sentAt >= timeout {
-                broker.logger.info("closing unresponsive connection", metadata: ["session": "\(sessionID)"])
-                close(.pingTimeout)
-                context?.close(promise: nil)
-            }
-        } else if now - lastInbound >= interval {
-            pingSentAt = now
-            write(ServerFrame.encode(.ping, payload: ByteBuffer(), allocator: allocator))
+        switch keepalive {
+        case .quiet where now - lastInbound >= interval:
+            sendPing(at: now)
+        case .awaitingPong(let since) where now - since >= timeout:
+            closeUnresponsive("no pong within pong-timeout")
+        case .pingQueued(let since) where now - since >= interval + timeout:
+            // Below the slow-consumer mark, yet nothing the connection was owed left in a whole
+            // interval and timeout: the peer reads nothing.
+            closeUnresponsive("the ping could not be written")
+        case .quiet, .awaitingPong, .pingQueued:
+            break
         }
+    }
+
+    private func sendPing(at now: NIODeadline) {
+        guard let writer else { return }
+        keepalive = .pingQueued(since: now)
+        writePending()
+        let written = eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenSuccess { [self] in
+            if case .pingQueued = keepalive { keepalive = .awaitingPong(since: eventLoop.now) }
+        }
+        writer.write(NIOAny(ServerFrame.encode(.ping, payload: ByteBuffer(), allocator: allocator)), promise: written)
+        markNeedsFlush()
+    }
+
+    private func closeUnresponsive(_ why: String) {
+        broker.logger.info("closing unresponsive connection", metadata: ["session": "\(sessionID)", "cause": "\(why)"])
+        close(.pingTimeout)
+        context?.close(promise: nil)
     }
 }

@@ -1,4 +1,5 @@
 import BrokerJournal
+import Foundation
 import BrokerServer
 import NIOCore
 
@@ -28,6 +29,16 @@ public struct BrokerSettings: Sendable {
     /// TLS certificate chain and key (both or neither).
     public var tlsCertificate: String?
     public var tlsKey: String?
+    /// Cluster mode: the PostgreSQL journal shared by every broker given the same URL (empty: the
+    /// SQLite journal in `dataDirectory`).
+    public var clusterPostgresURL = ""
+    /// This broker's name in the cluster (empty: the host name).
+    public var clusterNodeName = ""
+
+    /// `clusterNodeName`, or the host name when it is empty.
+    public var resolvedNodeName: String {
+        clusterNodeName.isEmpty ? ProcessInfo.processInfo.hostName : clusterNodeName
+    }
 
     public init() {}
 

@@ -28,6 +28,8 @@ public struct SettingKey: Sendable {
         case bytes(ClosedRange<Int>)
         /// A number of seconds (fractions allowed), from a nanosecond to `SettingKey.maxSeconds`.
         case seconds
+        /// A number of seconds as `seconds`, or 0 (off).
+        case secondsOrZero
         case string
         case bool
         /// One of the listed words.
@@ -79,7 +81,7 @@ public struct SettingKey: Sendable {
         self.read = read
         switch kind {
         case .integer, .bytes: self.valueName = valueName ?? "n"
-        case .seconds: self.valueName = valueName ?? "seconds"
+        case .seconds, .secondsOrZero: self.valueName = valueName ?? "seconds"
         case .string: self.valueName = valueName ?? "string"
         case .bool: self.valueName = valueName ?? "true|false"
         case .choice(let words): self.valueName = valueName ?? words.joined(separator: "|")
@@ -103,10 +105,11 @@ public struct SettingKey: Sendable {
             }
             guard range.contains(value) else { throw SettingProblem("must be \(Self.describe(range)) bytes, got \(value)") }
             return .int(value)
-        case .seconds:
+        case .seconds, .secondsOrZero:
             guard let value = Double(text.hasSuffix("s") ? String(text.dropLast()) : text), value.isFinite else {
                 throw SettingProblem("expected a number of seconds, got '\(text)'")
             }
+            if case .secondsOrZero = kind, value == 0 { return .double(0) }
             guard value > 0 else { throw SettingProblem("must be greater than 0 seconds, got \(text)") }
             // Durations become NIO TimeAmounts and Durations in nanoseconds (Int64): a larger
             // value would trap when converted, a smaller one would round to zero.
@@ -225,6 +228,14 @@ extension SettingKey {
                 settings.server.echoPath = path.isEmpty ? nil : path
             }, read: { $0.server.echoPath ?? "" }),
         SettingKey(
+            "admin.host", .string, valueName: "address",
+            help: "Address of the admin listener (with admin.port). Not a loopback address: needs auth.api-key or a JWT key, else the broker refuses to start (exit 78).",
+            apply: { $0.server.adminHost = string($1) }, read: { $0.server.adminHost }),
+        SettingKey(
+            "admin.port", .integer(0...65_535),
+            help: "Port of the admin listener; 0: none. When set, /api/stats, /api/connections, /api/topics, /metrics and /dashboard are served there only (404 on port); it also serves the probes and the client routes.",
+            apply: { $0.server.adminPort = int($1) == 0 ? nil : int($1) }, read: { String($0.server.adminPort ?? 0) }),
+        SettingKey(
             "threads", .integer(0...1_024),
             help: "Event loop threads; 0 means one per core.",
             apply: { $0.server.eventLoopThreads = int($1) == 0 ? System.coreCount : int($1) },
@@ -249,7 +260,7 @@ extension SettingKey {
             apply: { $0.journal.retention.maxAge = .nanoseconds(Int64(double($1) * 1e9)) },
             read: { show($0.journal.retention.maxAge) }),
         SettingKey(
-            "retain.max-bytes", .bytes(1...Int.max), help: "Journal-wide budget for the journal database on disk (its pages in use: payloads, topics, rows and indexes); the oldest messages go first.",
+            "retain.max-bytes", .bytes(1...Int.max), help: "Journal-wide budget for the journal database on disk (its pages in use: payloads, topics, rows and indexes); the oldest messages go first. In cluster mode an estimate, payload bytes plus 96 per message (docs/cluster.md, Limits).",
             apply: { $0.journal.retention.maxBytes = Int64(int($1)) },
             read: { String($0.journal.retention.maxBytes) }),
         SettingKey(
@@ -302,7 +313,7 @@ extension SettingKey {
             apply: { $0.server.maxOutboundBytes = int($1) }, read: { String($0.server.maxOutboundBytes) }),
         SettingKey(
             "max-flush-delay-ms", .integer(0...1_000),
-            help: "Milliseconds a busy event loop may hold written frames so that each write syscall carries more of them; an idle loop flushes every tick regardless (0: always every tick).",
+            help: "The longest a busy event loop holds written frames so that each write syscall carries more of them; it holds only while frames keep arriving, and an idle loop flushes every tick regardless (0: always every tick).",
             apply: { $0.server.maxFlushDelay = .milliseconds(Int64(int($1))) },
             read: { String($0.server.maxFlushDelay.nanoseconds / 1_000_000) }),
         SettingKey(
@@ -320,7 +331,7 @@ extension SettingKey {
             apply: { $0.server.maxConnections = int($1) }, read: { String($0.server.maxConnections) }),
         SettingKey(
             "limits.max-connections-per-ip", .integer(0...Int(Int32.max)),
-            help: "WebSocket connections from one IP address at once; an upgrade past it answers 503. 0: no limit (behind a proxy every client has its address).",
+            help: "WebSocket connections from one IP address at once; an upgrade past it answers 503. 0: no limit. Behind a reverse proxy, list it in http.trusted-proxies so that each client counts for its own address.",
             apply: { $0.server.maxConnectionsPerIP = int($1) }, read: { String($0.server.maxConnectionsPerIP) }),
         SettingKey(
             "limits.max-pending-retained", .integer(1...Int(Int32.max)),
@@ -336,15 +347,19 @@ extension SettingKey {
             "ping-interval", .seconds, help: "Seconds of silence before the broker pings a connection.",
             apply: { $0.server.pingInterval = seconds($1) }, read: { show($0.server.pingInterval) }),
         SettingKey(
-            "pong-timeout", .seconds, help: "Seconds a ping may stay unanswered before the connection is closed.",
+            "pong-timeout", .seconds, help: "Seconds a ping may stay unanswered, counted from when it left the broker (not while it waits behind data the client is still reading), before the connection is closed.",
             apply: { $0.server.pongTimeout = seconds($1) }, read: { show($0.server.pongTimeout) }),
         SettingKey(
             "close-timeout", .seconds, help: "Seconds the broker waits for the client's close frame after sending its own.",
             apply: { $0.server.closeTimeout = seconds($1) }, read: { show($0.server.closeTimeout) }),
         SettingKey(
             "shutdown-grace", .seconds,
-            help: "Seconds a graceful shutdown (SIGTERM, SIGINT) waits for clients to close after the 1001 close frame; the journal is flushed after.",
+            help: "Seconds a graceful shutdown (SIGTERM, SIGINT) waits for clients to close after the last 1001 close frame (the end of lame-duck-duration); those still connected are then dropped and the journal is flushed.",
             apply: { $0.server.shutdownGracePeriod = seconds($1) }, read: { show($0.server.shutdownGracePeriod) }),
+        SettingKey(
+            "lame-duck-duration", .secondsOrZero,
+            help: "Seconds over which a graceful shutdown spreads the clients' close frames (1001), the i-th of n clients at i*duration/n, so that they do not all reconnect elsewhere in the same second; the listener stops accepting at once, and shutdown-grace counts from the end of this window. 0: every client at once.",
+            apply: { $0.server.lameDuckDuration = seconds($1) }, read: { show($0.server.lameDuckDuration) }),
 
         // HTTP API
         SettingKey(
@@ -361,6 +376,35 @@ extension SettingKey {
         SettingKey(
             "http.max-batch-messages", .integer(1...1_000_000), help: "Most messages in one batch publish.",
             apply: { $0.server.maxBatchMessages = int($1) }, read: { String($0.server.maxBatchMessages) }),
+        SettingKey(
+            "http.trusted-proxies", .list, valueName: "address",
+            help: "Reverse proxies (IP addresses or CIDR blocks, e.g. 10.0.0.0/8) whose X-Forwarded-For or Forwarded header names the client, for logs, the per-IP limit and /api/connections. Empty: those headers are never believed.",
+            apply: { settings, value throws(SettingProblem) in
+                var blocks: [AddressBlock] = []
+                for text in list(value) {
+                    guard let block = AddressBlock(text) else {
+                        throw SettingProblem("'\(text)': expected an IP address or a CIDR block such as 10.0.0.0/8")
+                    }
+                    blocks.append(block)
+                }
+                settings.server.trustedProxies = blocks
+            }, read: { $0.server.trustedProxies.map(\.description).joined(separator: "\n") }),
+
+        // Cluster mode (docs/cluster.md)
+        SettingKey(
+            "cluster.postgres-url", .string, valueName: "url", secret: true,
+            help: "Cluster mode: brokers given the same PostgreSQL URL (postgres://user:password@host:port/database?sslmode=disable|prefer|require) share one journal, its offsets and epoch, and deliver each other's publishes; empty: the SQLite journal in data-dir.",
+            apply: { settings, value throws(SettingProblem) in
+                let url = string(value)
+                guard url.isEmpty || url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                    throw SettingProblem("must be a postgres:// URL")
+                }
+                settings.clusterPostgresURL = url
+            }, read: { $0.clusterPostgresURL }),
+        SettingKey(
+            "cluster.node-name", .string, valueName: "name",
+            help: "This broker's name in the cluster, sent in welcome as 'node'; empty: the host name.",
+            apply: { $0.clusterNodeName = string($1) }, read: { $0.clusterNodeName }),
 
         // Authentication
         SettingKey(
@@ -434,6 +478,10 @@ extension SettingKey {
             "log.format", .choice(["text", "json"]), help: "'text': one readable line per event; 'json': one JSON object per line.",
             apply: { $0.logFormat = string($1) }, read: { $0.logFormat }),
         SettingKey(
+            "log.access", .bool,
+            help: "Log one line per HTTP request (\"http request\": method, path without the query, status, client address, milliseconds), at info level.",
+            apply: { $0.server.accessLog = bool($1) }, read: { String($0.server.accessLog) }),
+        SettingKey(
             "compression.enabled", .bool,
             help: "Accept permessage-deflate (RFC 7692) from clients that offer it; a publish is compressed once for all of them.",
             apply: { $0.server.compressionEnabled = bool($1) }, read: { String($0.server.compressionEnabled) }),
@@ -450,6 +498,11 @@ extension SettingKey {
         SettingKey(
             "metrics.interval", .seconds, help: "Seconds between two exports of the gauges and counters (a scrape exports too).",
             apply: { $0.metricsInterval = double($1) }, read: { show($0.metricsInterval) }),
+        SettingKey(
+            "sys.stats-interval", .integer(0...86_400), valueName: "seconds",
+            help: "Seconds between two publishes of the broker's figures (the JSON of /api/stats with rates) to $sys/broker/stats; 0: never. Subscribers need a permission covering it ($sys/#).",
+            apply: { $0.server.sysStatsInterval = .seconds(Int64(int($1))) },
+            read: { String($0.server.sysStatsInterval.nanoseconds / 1_000_000_000) }),
     ]
 }
 

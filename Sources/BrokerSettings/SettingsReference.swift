@@ -63,6 +63,12 @@ public enum SettingsReference {
             stays with its element, so `BROKER_RETAIN_OVERRIDE=logs/#=100,3600,tmp/#=1` is two
             overrides.
 
+            SIGHUP makes a running broker read its settings again (the same file, environment and
+            flags). Settings marked *(reload)* below take effect then, for the connections and
+            requests that start after it (the connection caps at once); the others are read once at
+            start and need a restart (the broker logs a warning naming each one that changed). A
+            reading that fails changes nothing. docs/operations.md, "Reloading", has the details.
+
             ## Settings
 
             | key | flag | environment | default | meaning |
@@ -71,7 +77,7 @@ public enum SettingsReference {
             """
         for key in SettingKey.all {
             let defaultValue = key.defaultValue.isEmpty ? "unset" : "`\(key.defaultValue)`"
-            let help = key.help.replacingOccurrences(of: "|", with: "\\|")
+            let help = key.help.replacingOccurrences(of: "|", with: "\\|") + (key.isReloadable ? " *(reload)*" : "")
             out += "| `\(key.name)` | `\(key.flag) <\(key.valueName)>` | `\(key.environmentVariable)` | \(defaultValue) | \(help) |\n"
         }
         out += """

@@ -44,6 +44,12 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Subscriber handshakes in progress at once.")
     var connectConcurrency = 64
 
+    @Option(help: "Publishers' broker, when not --url's: another broker of a cluster (docs/cluster.md), so that every delivery crosses brokers.")
+    var publishURL: String?
+
+    @Option(name: .customLong("subscribe-urls"), help: "Subscribers' brokers, comma-separated, instead of --url alone: subscriber i connects to the (i mod n)-th, spreading them over a cluster's brokers (docs/cluster.md).")
+    var subscribeURLs: String?
+
     func validate() throws {
         guard subscribers > 0, publishers > 0, topics > 0, duration > 0 else {
             throw ValidationError("subscribers, publishers, topics and duration must be positive")
@@ -55,9 +61,22 @@ struct Fanout: AsyncParsableCommand {
 
     func run() async throws {
         let url = try common.parsedURL()
+        var publishTo = url
+        if let publishURL {
+            guard let parsed = BenchURL(publishURL) else { throw ValidationError("--publish-url must look like ws://host:port/path") }
+            publishTo = parsed
+        }
+        var subscribeTo = [url]
+        if let subscribeURLs {
+            subscribeTo = try subscribeURLs.split(separator: ",").map { text in
+                guard let parsed = BenchURL(String(text)) else { throw ValidationError("--subscribe-urls must list ws://host:port/path URLs") }
+                return parsed
+            }
+            guard !subscribeTo.isEmpty else { throw ValidationError("--subscribe-urls lists no URL") }
+        }
         let window = self.window ?? min(1_000, max(8, 65_536 / common.size))
         let options = FanoutOptions(
-            url: url, subscribers: subscribers, publishers: publishers, topics: topics, size: common.size,
+            url: url, publishURL: publishTo, subscribeURLs: subscribeTo, subscribers: subscribers, publishers: publishers, topics: topics, size: common.size,
             rate: rate, duration: duration, window: window, drain: drain, binary: common.binary,
             connectConcurrency: max(1, connectConcurrency), timeout: common.timeout, pid: common.pid)
         Report.header("fanout")
@@ -89,6 +108,10 @@ struct Fanout: AsyncParsableCommand {
 
 struct FanoutOptions: Sendable {
     var url: BenchURL
+    /// Where the publishers connect (`url` unless `--publish-url`).
+    var publishURL: BenchURL
+    /// Where the subscribers connect, in turn (`[url]` unless `--subscribe-urls`).
+    var subscribeURLs: [BenchURL]
     var subscribers: Int
     var publishers: Int
     var topics: Int
@@ -170,7 +193,8 @@ final class FanoutRun: @unchecked Sendable {
         let index = nextToConnect
         nextToConnect += 1
         let subscriber = FanoutSubscriber(run: self, topic: topic(index % options.topics))
-        let (client, future) = WSClient.connect(url: options.url, on: loop, delegate: subscriber)
+        let url = options.subscribeURLs[index % options.subscribeURLs.count]
+        let (client, future) = WSClient.connect(url: url, on: loop, delegate: subscriber)
         subscriber.client = client
         subscribers.append(subscriber)
         future.whenFailure { [self] error in fail(BenchError("subscriber \(index) could not connect: \(error)")) }
@@ -185,7 +209,7 @@ final class FanoutRun: @unchecked Sendable {
         for p in 0..<options.publishers {
             let owned = stride(from: p, to: options.topics, by: options.publishers).map { $0 }
             let publisher = FanoutPublisher(run: self, topics: owned)
-            let (client, future) = WSClient.connect(url: options.url, on: loop, delegate: publisher)
+            let (client, future) = WSClient.connect(url: options.publishURL, on: loop, delegate: publisher)
             publisher.client = client
             publishers.append(publisher)
             ready.append(future)

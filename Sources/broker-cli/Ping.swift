@@ -13,14 +13,15 @@ struct Ping: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let client = connection.makeClient()
+        let settings = connection.settings()
+        let client = connection.makeClient(settings)
         let welcome: Welcome
         do {
             welcome = try await client.connect()
         } catch {
             fail(error, doing: "connect")
         }
-        emit("connected to \(connection.resolvedURL): \(welcome.server), protocol \(welcome.protocolVersion), session \(welcome.session), maxMessageBytes \(welcome.maxMessageBytes), epoch \(welcome.epoch.isEmpty ? "-" : welcome.epoch)")
+        emit("connected to \(settings.url): \(welcome.server), protocol \(welcome.protocolVersion), session \(welcome.session), maxMessageBytes \(welcome.maxMessageBytes), epoch \(welcome.epoch.isEmpty ? "-" : welcome.epoch)")
         for _ in 0..<max(1, count) {
             do {
                 let rtt = try await client.ping()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BrokerProtocol
 import BrokerSettings
 
 /// `broker`: the WebSocket pub/sub server. `broker` alone is `broker serve`.
@@ -21,7 +22,8 @@ struct BrokerCommand: AsyncParsableCommand {
 
             \(exitCodesHelp)
             """,
-        subcommands: [Serve.self, Config.self, Retained.self, Token.self],
+        version: BrokerVersion.number,
+        subcommands: [Serve.self, Config.self, Retained.self, Token.self, Healthcheck.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -1,12 +1,10 @@
 import ArgumentParser
+import BrokerHTTPClient
 import BrokerJournal
+import BrokerJournalPostgres
 import Foundation
 import Logging
 import NIOPosix
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 struct Retained: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,12 +30,17 @@ struct Retained: AsyncParsableCommand {
         @Option(help: "Data directory of a stopped broker (clears offline instead of over HTTP).")
         var dataDir: String?
 
+        @Option(help: "PostgreSQL URL of a cluster's journal (clears it directly instead of over HTTP; see docs/cluster.md).")
+        var clusterPostgresURL: String?
+
         @Option(help: "API key of the running broker's HTTP API, when it has one (default: $BROKER_AUTH_API_KEY).")
         var apiKey: String?
 
         func run() async throws {
             let removed: Int
-            if let dataDir {
+            if let clusterPostgresURL {
+                removed = try await clearCluster(clusterPostgresURL)
+            } else if let dataDir {
                 removed = try await clearOffline(dataDir)
             } else {
                 removed = try await clearOnline()
@@ -60,30 +63,47 @@ struct Retained: AsyncParsableCommand {
             return removed
         }
 
-        private func clearOnline() async throws -> Int {
-            var components = URLComponents(string: url)
-            components?.path = "/api/retained"
-            components?.queryItems = [URLQueryItem(name: "topic", value: filter)]
-            // `+` is a wildcard here, not an encoded space.
-            let encodedQuery = components?.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-            components?.percentEncodedQuery = encodedQuery
-            guard let endpoint = components?.url else { throw ValidationError("invalid --url \(url)") }
-            var request = URLRequest(url: endpoint)
-            request.httpMethod = "DELETE"
-            if let key = apiKey ?? ProcessInfo.processInfo.environment["BROKER_AUTH_API_KEY"], !key.isEmpty {
-                request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
-            }
-            let (body, response): (Data, URLResponse)
+        /// Clears in the cluster's journal directly; the brokers keep running (their clears and
+        /// appends are serialized by PostgreSQL).
+        private func clearCluster(_ url: String) async throws -> Int {
+            var logger = Logger(label: "broker")
+            logger.logLevel = .warning
+            let journal: PostgresJournal
             do {
-                (body, response) = try await URLSession.shared.data(for: request)
+                journal = try await PostgresJournal.open(url: try PostgresURL(url), nodeName: "broker-retained-clear", logger: logger)
             } catch {
-                FileHandle.standardError.write(Data("broker: cannot reach the broker at \(url): \(error.localizedDescription)\n".utf8))
+                Serve.fail(error)
+            }
+            let loop = MultiThreadedEventLoopGroup.singleton.any()
+            let removed = try await journal.clear(filter: filter, on: loop).get()
+            await journal.close()
+            return removed
+        }
+
+        private func clearOnline() async throws -> Int {
+            // `+` is a wildcard here, not an encoded space: the filter is percent-encoded whole.
+            var allowed = CharacterSet.urlQueryAllowed
+            allowed.remove(charactersIn: "+&=#")
+            guard let query = filter.addingPercentEncoding(withAllowedCharacters: allowed) else {
+                throw ValidationError("invalid filter \(filter)")
+            }
+            let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+            var headers: [(String, String)] = []
+            if let key = apiKey ?? ProcessInfo.processInfo.environment["BROKER_AUTH_API_KEY"], !key.isEmpty {
+                headers.append(("Authorization", "Bearer \(key)"))
+            }
+            let request = APIRequest(.DELETE, url: "\(base)/api/retained?topic=\(query)", headers: headers, timeout: .seconds(30))
+            let response: APIRequest.Response
+            do {
+                response = try await request.run()
+            } catch {
+                if case .badURL = error { throw ValidationError("invalid --url \(url)") }
+                FileHandle.standardError.write(Data("broker: cannot reach the broker at \(url): \(error)\n".utf8))
                 throw ExitCode(1)
             }
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            let json = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
-            guard status == 200, let cleared = json?["cleared"] as? Int else {
-                let message = ((json?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(status)"
+            let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+            guard response.status == 200, let cleared = json?["cleared"] as? Int else {
+                let message = ((json?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(response.status)"
                 FileHandle.standardError.write(Data("broker: clear refused: \(message)\n".utf8))
                 throw ExitCode(1)
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BrokerJournal
+import BrokerJournalPostgres
 import BrokerRuntime
 import BrokerServer
 import BrokerSettings
@@ -49,13 +50,18 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try resolve()
-        bootstrapLogging(settings)
+        let logLevel = bootstrapLogging(settings)
         let logger = Logger(label: "broker")
         let openFileLimit = FileDescriptorLimit.raiseToHardLimit(logger: logger)
 
         var configuration = settings.resolvedServer
         // An open broker (no credentials) serves loopback only, unless asked for explicitly.
         if let problem = configuration.openOnPublicAddressProblem {
+            FileHandle.standardError.write(Data("broker: configuration error: \(problem)\n".utf8))
+            throw ExitCode(ExitCodes.badConfiguration)
+        }
+        // Nor is an admin listener beyond loopback served without an API key or a JWT key.
+        if let problem = configuration.adminOpenOnPublicAddressProblem {
             FileHandle.standardError.write(Data("broker: configuration error: \(problem)\n".utf8))
             throw ExitCode(ExitCodes.badConfiguration)
         }
@@ -81,13 +87,7 @@ struct Serve: AsyncParsableCommand {
             }
         }
 
-        let journal: SQLiteJournal
-        do {
-            journal = try SQLiteJournal.open(directory: settings.dataDirectory, configuration: settings.journal, logger: logger)
-        } catch {
-            Self.fail(error)
-        }
-        logger.info("journal open", metadata: ["directory": "\(settings.dataDirectory)", "epoch": "\(journal.epoch)"])
+        let journal = await Self.openJournal(settings, logger: logger)
 
         var metrics: BrokerMetrics?
         var render: (@Sendable () -> [UInt8])?
@@ -97,7 +97,7 @@ struct Serve: AsyncParsableCommand {
             factory.durationHistogramBuckets[BrokerMetrics.journalAppendLabel] = BrokerMetrics.journalAppendBuckets
             MetricsSystem.bootstrap(factory)
             metrics = BrokerMetrics(factory: factory)
-            render = { MetricsHelp.adding(to: registry.emitToBuffer()) }
+            render = { MetricsHelp.exposition(registry.emitToBuffer()) }
         }
 
         let server = BrokerServer(
@@ -110,6 +110,11 @@ struct Serve: AsyncParsableCommand {
         ]
         // Hands memory freed after a wave of disconnects back to the system (docs/operations.md).
         services.append(.init(service: MemoryReclaimer(server: server, logger: logger)))
+        // SIGHUP: the settings read again, what can change put in force (docs/operations.md).
+        let reloader = SettingsReloader(
+            started: settings, server: server, logLevel: logLevel, openFileLimit: openFileLimit, logger: logger,
+            read: { [self] in try self.resolve() })
+        services.append(.init(service: await ReloadOnHangUp.make(reloader)))
         if settings.metricsEnabled {
             services.append(.init(service: MetricsService(server: server, interval: .milliseconds(Int64(settings.metricsInterval * 1000)))))
         }
@@ -125,18 +130,34 @@ struct Serve: AsyncParsableCommand {
         logger.info("stopped")
     }
 
-    func bootstrapLogging(_ settings: BrokerSettings) {
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+    /// JSON or text lines on standard error, at a level a reload can change.
+    func bootstrapLogging(_ settings: BrokerSettings) -> LogLevelSwitch {
+        let level = LogLevelSwitch(Logger.Level(rawValue: settings.logLevel) ?? .info)
         let json = settings.logFormat == "json"
         LoggingSystem.bootstrap { label in
-            if json {
-                var handler = JSONLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
+            if json { return level.handler(JSONLogHandler.standardError(label: label)) }
+            return level.handler(StreamLogHandler.standardError(label: label))
+        }
+        return level
+    }
+
+    /// The SQLite journal in the data directory, or in cluster mode the PostgreSQL one
+    /// (docs/cluster.md); exits when it cannot be opened.
+    static func openJournal(_ settings: BrokerSettings, logger: Logger) async -> any Journal {
+        if !settings.clusterPostgresURL.isEmpty {
+            do {
+                let url = try PostgresURL(settings.clusterPostgresURL)
+                return try await PostgresJournal.open(
+                    url: url, nodeName: settings.resolvedNodeName, configuration: settings.journal, logger: logger)
+            } catch {
+                fail(error)
             }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        }
+        do {
+            // The journal logs its own "journal open" line.
+            return try SQLiteJournal.open(directory: settings.dataDirectory, configuration: settings.journal, logger: logger)
+        } catch {
+            fail(error)
         }
     }
 
@@ -154,7 +175,7 @@ struct Serve: AsyncParsableCommand {
 /// Keeps the journal open while the broker serves and closes it (committing what is pending)
 /// after the listener has drained: the service group stops services in reverse order.
 struct JournalService: Service {
-    let journal: SQLiteJournal
+    let journal: any Journal
 
     func run() async throws {
         try? await gracefulShutdown()

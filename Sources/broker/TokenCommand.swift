@@ -56,6 +56,9 @@ struct Token: AsyncParsableCommand {
         @Option(help: ArgumentHelp("A filter the token may publish to (repeat for several).", valueName: "filter"))
         var publish: [String] = []
 
+        @Flag(help: "An operator's token: the admin routes (/api/stats, /api/connections, /api/topics, /metrics, the dashboard's data) accept it as the API key (admin claim).")
+        var admin = false
+
         @Option(help: ArgumentHelp("Lifetime: seconds, or a number with s, m, h or d (0: no exp).", valueName: "duration"))
         var ttl = "1h"
 
@@ -75,7 +78,7 @@ struct Token: AsyncParsableCommand {
             let claims = TokenClaims(
                 sub: sub, exp: lifetime > 0 ? now + lifetime : nil, iat: now,
                 iss: issuer ?? settings.jwtIssuer, aud: (audience ?? settings.jwtAudience).map { [$0] },
-                publish: publish, subscribe: subscribe)
+                publish: publish, subscribe: subscribe, admin: admin ? true : nil)
             for filter in publish + subscribe {
                 do { try Authenticator.validatePermissionFilter(filter) } catch { throw ValidationError("\(error)") }
             }

@@ -22,7 +22,7 @@ import Testing
         let journal = try await Self.filledJournal(directory)
         for setting in ReplaySetting.allCases {
             try await TestBroker.with(journal: journal, configure: setting.apply) { broker in
-                var configuration = BrokerClient.Configuration()
+                var configuration = testClientConfiguration()
                 // Room for the whole replay: this test is about the broker delivering it, not about
                 // a consumer slower than the network.
                 configuration.subscriptionBufferSize = Self.messages

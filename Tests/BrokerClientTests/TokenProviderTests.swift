@@ -28,7 +28,7 @@ import Testing
     @Test func providerIsAskedOnConnectAndTheStaticTokenIsSentOtherwise() async throws {
         try await TestBroker.with(configure: { $0.jwtSecret = Self.secret }) { broker in
             let issuer = Issuer(lifetime: 3600)
-            var configuration = BrokerClient.Configuration()
+            var configuration = testClientConfiguration()
             configuration.tokenProvider = { try await issuer.token() }
             let client = BrokerClient(url: broker.url, configuration: configuration, logger: quietLogger("test-client"))
             let welcome = try await client.connect()
@@ -38,7 +38,7 @@ import Testing
             await #expect(throws: BrokerClientError.self) { _ = try await client.publish("cmd/bob", rawJSON: "1") }
             await client.close()
 
-            var plain = BrokerClient.Configuration()
+            var plain = testClientConfiguration()
             plain.token = try await issuer.token()
             let second = BrokerClient(url: broker.url, configuration: plain, logger: quietLogger("test-client"))
             #expect(try await second.connect().client == "alice")
@@ -48,14 +48,15 @@ import Testing
 
     @Test func shortLivedTokensAreRefreshedOnTheOpenConnection() async throws {
         try await TestBroker.with(configure: { $0.jwtSecret = Self.secret }) { broker in
-            // Tokens live 8 s; the client refreshes when half their life is left (the margin,
-            // 30 s by default, is longer than that), so every ~4 s, leaving 4 s for a refresh to
-            // get through a loaded machine. Without refresh the broker would close the connection
-            // at the first exp (token_expired) and the client would reconnect.
-            let issuer = Issuer(lifetime: 8)
+            // Tokens live 120 s and are refreshed 118 s before their exp: every ~2 s, each refresh
+            // with two minutes to get through a loaded machine (8 s tokens were not enough at load
+            // 15). Without refresh the broker would close the connection at the first exp
+            // (token_expired) and the client would reconnect.
+            let issuer = Issuer(lifetime: 120)
             let events = EventLog()
-            var configuration = BrokerClient.Configuration()
+            var configuration = testClientConfiguration()
             configuration.tokenProvider = { try await issuer.token() }
+            configuration.tokenRefreshMargin = .seconds(118)
             configuration.onEvent = { events.append($0) }
             let client = BrokerClient(url: broker.url, configuration: configuration, logger: quietLogger("test-client"))
             try await client.connect()

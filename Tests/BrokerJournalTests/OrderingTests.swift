@@ -1,15 +1,19 @@
 import BrokerJournal
+import BrokerTestSupport
 import NIOCore
 import Testing
 
 /// Offsets and the order of completions, for both journals.
 @Suite struct OrderingTests {
-    private static func journals() throws -> [any Journal] {
-        [try SQLiteJournal.open(directory: makeTemporaryDirectory(), logger: quietLogger), MemoryJournal()]
+    /// SQLite, memory, and the cluster journal when PostgreSQL is installed.
+    private static func journals() async throws -> [any Journal] {
+        var journals: [any Journal] = [try SQLiteJournal.open(directory: makeTemporaryDirectory(), logger: quietLogger), MemoryJournal()]
+        if PostgresServer.isAvailable { journals.append(try await openPostgresJournal()) }
+        return journals
     }
 
     @Test func completionsRunInOffsetOrderAcrossConcurrentPublishers() async throws {
-        for journal in try Self.journals() {
+        for journal in try await Self.journals() {
             let completed = Recorder<UInt64>()
             let publishers = 8, perPublisher = 2_000
             await withTaskGroup(of: Void.self) { group in
@@ -33,7 +37,7 @@ import Testing
 
     @Test func snapshotCompletesAfterTheAppendsBeforeIt() async throws {
         enum Event: Equatable, Sendable { case appended(UInt64), snapshot(UInt64) }
-        for journal in try Self.journals() {
+        for journal in try await Self.journals() {
             let events = Recorder<Event>()
             for round in 0..<200 {
                 for _ in 0..<(round % 7) {
@@ -62,7 +66,7 @@ import Testing
     }
 
     @Test func appendsAfterCloseFail() async throws {
-        for journal in try Self.journals() {
+        for journal in try await Self.journals() {
             await journal.close()
             await #expect(throws: JournalError.closed) { try await journal.append("t", "x") }
             await #expect(throws: JournalError.closed) { try await journal.stats() }

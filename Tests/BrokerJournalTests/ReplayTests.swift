@@ -63,6 +63,12 @@ import Testing
         await journal.close()
     }
 
+    @Test(postgresAvailable) func postgresReplay() async throws {
+        let journal = try await openPostgresJournal()
+        try await check(journal)
+        await journal.close()
+    }
+
     @Test func binaryPayloadsRoundTrip() async throws {
         let journal = try SQLiteJournal.open(directory: makeTemporaryDirectory(), logger: quietLogger)
         let bytes: [UInt8] = [0, 1, 2, 255, 254]

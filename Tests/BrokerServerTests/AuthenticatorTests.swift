@@ -223,4 +223,17 @@ import Testing
         let token = try await Self.hs256(TokenClaims(sub: "a"), secret: "short")
         #expect(identity(authenticator.authenticate(credential: token, now: Self.now))?.client == "a")
     }
+
+    /// `"admin": true` (an extension of the claims) makes an operator's token; anything else not.
+    @Test func theAdminClaimMarksOperatorTokens() async throws {
+        let authenticator = try await Self.authenticator { $0.jwtSecret = Self.secret }
+        let admin = try await Self.hs256(TokenClaims(sub: "ops", admin: true))
+        #expect(try authenticator.authenticate(credential: admin, now: Self.now).get().isAdmin)
+        let plain = try await Self.hs256(TokenClaims(sub: "ops"))
+        #expect(try !authenticator.authenticate(credential: plain, now: Self.now).get().isAdmin)
+        let notTrue = try await Self.handmade(header: #"{"alg":"HS256","typ":"JWT"}"#, payload: #"{"sub":"ops","admin":false}"#)
+        #expect(try !authenticator.authenticate(credential: notTrue, now: Self.now).get().isAdmin)
+        let mistyped = try await Self.handmade(header: #"{"alg":"HS256","typ":"JWT"}"#, payload: #"{"sub":"ops","admin":"yes"}"#)
+        #expect(throws: (any Error).self) { try authenticator.authenticate(credential: mistyped, now: Self.now).get() }
+    }
 }

@@ -86,12 +86,16 @@ import Testing
         #expect(lifecycle.phase == .closed)
         let step13 = lifecycle.ended()
         #expect(step13 == .slowConsumer)
+        // What the log line says: the broker's close frame, not the peer's answer.
+        #expect(lifecycle.firstClose == .init(sender: .broker, code: 1008, reason: "slow consumer"))
     }
 
     @Test func thePeersCloseIsEchoedOnce() {
         var lifecycle = ConnectionLifecycle()
-        let step14 = lifecycle.peerClosed()
+        #expect(lifecycle.firstClose == nil)
+        let step14 = lifecycle.peerClosed(code: 1001, reason: "tab closed")
         #expect(step14 == .echo)
+        #expect(lifecycle.firstClose == .init(sender: .client, code: 1001, reason: "tab closed"))
         #expect(lifecycle.disconnectReason == .clientClose)
         let step15 = lifecycle.peerClosed()
         #expect(step15 == .ignore)
@@ -113,6 +117,7 @@ import Testing
         #expect(lifecycle.phase == .closed)
         let step18 = lifecycle.ended()
         #expect(step18 == expected, "counted the same however often it is asked")
+        #expect((lifecycle.firstClose == nil) == (before == .open), "no close frame before a reset")
     }
 
     @Test func closeCausesCarryTheirCodeAndMetric() {

@@ -125,6 +125,84 @@ import Testing
         harness.broker.shards[0].stopKeepalive()
     }
 
+    /// Holds every write and its promise until released, as a socket whose peer reads nothing
+    /// holds them in NIO's queue.
+    final class WriteGate: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var holding = true
+        var heldCount: Int { held.count }
+        private var held: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+        private var context: ChannelHandlerContext?
+
+        func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+        func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            guard holding else { return context.write(data, promise: promise) }
+            held.append((unwrapOutboundIn(data), promise))
+        }
+
+        func flush(context: ChannelHandlerContext) {
+            if !holding { context.flush() }
+        }
+
+        func release() {
+            holding = false
+            guard let context else { return }
+            for (buffer, promise) in held { context.write(wrapOutboundOut(buffer), promise: promise) }
+            held = []
+            context.flush()
+        }
+    }
+
+    /// Silent until the ping is queued; returns when it was (a sweep runs every few seconds).
+    func advanceUntilPingQueued(_ harness: Harness, gate: WriteGate) -> TimeAmount {
+        var elapsed = TimeAmount.zero
+        while elapsed < .seconds(45) {
+            harness.loop.advanceTime(by: .seconds(1))
+            elapsed = elapsed + .seconds(1)
+            if gate.heldCount > 0 { return elapsed }
+        }
+        return elapsed
+    }
+
+    @Test func pongTimeoutStartsWhenThePingHasLeftNotWhenItWasQueued() throws {
+        let harness = try connected { $0.pingInterval = .seconds(30); $0.pongTimeout = .seconds(10) }
+        let gate = WriteGate()
+        try harness.channel.pipeline.syncOperations.addHandler(gate, position: .first)
+        startKeepalive(harness)
+        let queued = advanceUntilPingQueued(harness, gate: gate)
+        #expect(queued <= .seconds(40) && gate.heldCount == 1)
+        // Behind data the peer is still reading, the ping waits 30 s: no pong is owed yet.
+        harness.loop.advanceTime(by: .seconds(30))
+        #expect(harness.channel.isActive)
+        gate.release()
+        #expect(try frames(harness).map(\.opcode) == [Self.ping])
+        // From the moment it left, the peer has the pong timeout to answer.
+        harness.loop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(harness.channel.isActive)
+        harness.loop.advanceTime(by: .seconds(6))  // the next sweep
+        #expect(!harness.channel.isActive)
+        #expect(try frames(harness).first?.closeCode == 1001)
+        #expect(disconnects(harness, .pingTimeout) == 1)
+        harness.broker.shards[0].stopKeepalive()
+    }
+
+    @Test func pingThatNeverLeavesClosesTheConnectionAfterTheIntervalAndTimeout() throws {
+        let harness = try connected { $0.pingInterval = .seconds(30); $0.pongTimeout = .seconds(10) }
+        let gate = WriteGate()
+        try harness.channel.pipeline.syncOperations.addHandler(gate, position: .first)
+        startKeepalive(harness)
+        _ = advanceUntilPingQueued(harness, gate: gate)
+        harness.loop.advanceTime(by: .seconds(40) - .seconds(1))
+        #expect(harness.channel.isActive)
+        harness.loop.advanceTime(by: .seconds(7))  // past interval + timeout, and a sweep
+        #expect(!harness.channel.isActive)
+        #expect(disconnects(harness, .pingTimeout) == 1)
+        harness.broker.shards[0].stopKeepalive()
+    }
+
     @Test func trafficFromTheClientMeansNoPing() throws {
         let harness = try connected { $0.pingInterval = .seconds(30); $0.pongTimeout = .seconds(10) }
         startKeepalive(harness)

@@ -320,7 +320,7 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func idleHTTPConnectionsAreClosed() async throws {
         try await TestBroker.with(configure: { $0.httpIdleTimeout = .seconds(1) }) { broker in
             let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(testConnectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(RawWebSocketClient.Collector(continuation))
@@ -365,7 +365,7 @@ import Testing
             #expect(after[#"broker_messages_published_total{kind="text",retained="false"}"#] == 2)
             #expect(after[#"broker_messages_published_total{kind="text",retained="true"}"#] == 1)
             #expect(after[#"broker_messages_delivered_total{kind="text"}"#] == 3)
-            #expect((after[#"broker_bytes_delivered_total{kind="text"}"#] ?? 0) > 0)
+            #expect((after[#"broker_delivered_bytes_total{kind="text"}"#] ?? 0) > 0)
             #expect(after[#"broker_protocol_errors_total{code="bad_request"}"#] == 1)
             #expect(after["broker_journal_append_seconds_count"] == 1)
 
@@ -410,6 +410,9 @@ final class BrokenJournal: Journal, @unchecked Sendable {
     }
     func clear(filter: String, on eventLoop: any EventLoop) -> EventLoopFuture<Int> { inner.clear(filter: filter, on: eventLoop) }
     func stats(on eventLoop: any EventLoop) -> EventLoopFuture<JournalStats> { inner.stats(on: eventLoop) }
+    func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage> {
+        inner.retainedTopics(query, on: eventLoop)
+    }
     func close() async { await inner.close() }
 }
 
@@ -442,7 +445,7 @@ final class BrokenJournal: Journal, @unchecked Sendable {
         let client = try await broker.client()
         // An HTTP connection opened before the drain, used after the listener closed.
         let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(testConnectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RawWebSocketClient.Collector(continuation))

@@ -12,7 +12,7 @@ import Testing
     /// Sends one HTTP/1.1 request with `Connection: close` and returns the whole response.
     func http(_ method: String, _ target: String, port: Int) async throws -> (status: Int, body: String) {
         let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(testConnectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RawWebSocketClient.Collector(continuation))

@@ -9,7 +9,7 @@ import Testing
 @testable import BrokerServer
 
 /// A replay of many pages to a reader that takes everything the broker flushes: every page must
-/// be written whatever the flush pacer holds and however NIO reports writability (issue 12: a
+/// be written whatever the flush policy holds and however NIO reports writability (issue 12: a
 /// replay waited for a writability event that had already fired inside its own flush).
 @Suite struct ReplayWritabilityTests {
     struct Case: CustomTestStringConvertible, Sendable {
@@ -22,7 +22,7 @@ import Testing
     }
 
     static let cases = [
-        // The issue's shape: small messages, the pacer holds the flush while pages pile up
+        // The issue's shape: small messages, the flush policy holds the flush while pages pile up
         // unflushed past the high-water mark.
         Case(name: "paced, 200 B", maxFlushDelay: .milliseconds(20), payloadBytes: 200, highWaterBytes: 256 << 10, messages: 40 * 512),
         // Without pacing, a single page of large messages crosses the mark before the flush.
@@ -54,9 +54,9 @@ import Testing
         #expect(reader.texts.count == 1 && reader.texts[0].hasPrefix(#"{"op":"welcome""#))
         reader.texts.removeAll()
 
-        // A busy loop: the last flush took 1 ms, so the next is held for the pacer's pause.
+        // A busy loop: the last flush took 1 ms, so the next writes may be held (FlushPolicy.swift).
         loop.advanceTime(by: .seconds(1))
-        broker.shards[0].flushPacer.flushed(from: loop.now - .milliseconds(1), to: loop.now, bytesPerConnection: 100)
+        broker.shards[0].flushPolicy.flushed(from: loop.now - .milliseconds(1), to: loop.now, bytesPerConnection: 100)
 
         try channel.sendClientText(##"{"op":"subscribe","topic":"t/#","since":0,"id":1}"##)
         // Bounded in steps of the loop's clock, not in wall time: a stalled replay stops making

@@ -17,23 +17,17 @@ import Testing
         /// A P-256 self-signed certificate for localhost and 127.0.0.1, as docs/operations.md
         /// tells users to make one; `rsa` makes an RSA 2048 one instead (static-RSA key exchange
         /// needs an RSA certificate).
-        static func make(rsa: Bool = false) throws -> Certificate {
+        static func make(rsa: Bool = false) async throws -> Certificate {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-tls-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let certificate = Certificate(directory: directory)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             let key = rsa ? ["rsa:2048"] : ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
-            process.arguments = ["openssl", "req", "-x509", "-newkey"] + key + [
+            let result = try await runCommand(["/usr/bin/env", "openssl", "req", "-x509", "-newkey"] + key + [
                 "-nodes",
                 "-keyout", certificate.keyPath, "-out", certificate.certificatePath, "-days", "2", "-subj", "/CN=localhost",
                 "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw TLSTestError("openssl failed (\(process.terminationStatus))") }
+            ])
+            guard result.exitCode == 0 else { throw TLSTestError("openssl failed: \(result.output)") }
             return certificate
         }
 
@@ -54,7 +48,7 @@ import Testing
     }
 
     @Test func httpsAndWebSocketOverTLS() async throws {
-        let certificate = try Certificate.make()
+        let certificate = try await Certificate.make()
         defer { try? FileManager.default.removeItem(at: certificate.directory) }
         try await TestBroker.with(configure: {
             $0.tls = .init(certificateChainPath: certificate.certificatePath, privateKeyPath: certificate.keyPath)
@@ -108,19 +102,12 @@ import Testing
 
     /// What `openssl s_client` negotiated with `arguments`: the cipher, or nil when the handshake
     /// failed.
-    static func negotiatedCipher(port: Int, _ arguments: [String]) throws -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl", "s_client", "-connect", "127.0.0.1:\(port)"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice  // end of input: s_client quits after the handshake
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+    static func negotiatedCipher(port: Int, _ arguments: [String]) async throws -> String? {
+        // stdin is /dev/null: at the end of its input s_client quits after the handshake.
+        let result = try await runCommand(["/usr/bin/env", "openssl", "s_client", "-connect", "127.0.0.1:\(port)"] + arguments)
+        let text = result.output
         // "New, TLSv1.2, Cipher is ECDHE-RSA-AES128-GCM-SHA256"; "Cipher is (NONE)" when it failed.
-        guard process.terminationStatus == 0,
+        guard result.exitCode == 0,
               let line = text.split(separator: "\n").first(where: { $0.contains("Cipher is ") }),
               let cipher = line.split(separator: " ").last, cipher != "(NONE)"
         else { return nil }
@@ -130,19 +117,19 @@ import Testing
     /// TLS 1.2 is limited to ECDHE key exchange with AEAD ciphers: static RSA (`AES256-SHA`,
     /// `AES128-GCM-SHA256`) and CBC with ECDHE are refused; TLS 1.3 is unchanged.
     @Test func tls12OffersOnlyECDHEWithAEADCiphers() async throws {
-        let certificate = try Certificate.make(rsa: true)
+        let certificate = try await Certificate.make(rsa: true)
         defer { try? FileManager.default.removeItem(at: certificate.directory) }
         try await TestBroker.with(configure: {
             $0.tls = .init(certificateChainPath: certificate.certificatePath, privateKeyPath: certificate.keyPath)
         }) { broker in
             for refused in ["AES256-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA"] {
-                let cipher = try Self.negotiatedCipher(port: broker.port, ["-tls1_2", "-cipher", refused])
+                let cipher = try await Self.negotiatedCipher(port: broker.port, ["-tls1_2", "-cipher", refused])
                 #expect(cipher == nil, "\(refused) was accepted")
             }
             for accepted in ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"] {
-                #expect(try Self.negotiatedCipher(port: broker.port, ["-tls1_2", "-cipher", accepted]) == accepted)
+                #expect(try await Self.negotiatedCipher(port: broker.port, ["-tls1_2", "-cipher", accepted]) == accepted)
             }
-            #expect(try Self.negotiatedCipher(port: broker.port, ["-tls1_3"])?.hasPrefix("TLS_") == true)
+            #expect(try await Self.negotiatedCipher(port: broker.port, ["-tls1_3"])?.hasPrefix("TLS_") == true)
         }
     }
 

@@ -198,27 +198,57 @@ import Testing
         #expect(frames.first?.payload == #"{"op":"message","topic":"a","data":1}"#)
     }
 
-    @Test func busyLoopHoldsItsFlushForThePacersPause() throws {
+    @Test func busyLoopHoldsItsWritesWhileFramesKeepComing() throws {
         let harness = try Harness(configure: { $0.maxFlushDelay = .milliseconds(20) })
         try harness.sendText(##"{"op":"subscribe","topic":"#","history":0}"##)
         _ = try harness.written()
-        // Stage a last flush that took 1 ms of small writes: the next waits 8 ms after it.
+        // Stage a last flush that took 1 ms of small writes: the next writes may be held up to
+        // 8 ms after it, in steps of 1 ms that each must bring two new frames per waiting
+        // connection.
         harness.loop.advanceTime(by: .seconds(1))  // the embedded clock starts at zero
         let now = harness.loop.now
-        harness.broker.shards[0].flushPacer.flushed(from: now - .milliseconds(1), to: now, bytesPerConnection: 100)
+        harness.broker.shards[0].flushPolicy.flushed(from: now - .milliseconds(1), to: now, bytesPerConnection: 100)
+        let step = harness.broker.shards[0].flushPolicy.holdStep
+        #expect(step == .milliseconds(1))
         try harness.sendText(#"{"op":"publish","topic":"a","data":1}"#)
         try harness.sendText(#"{"op":"publish","topic":"a","data":2}"#)
         #expect(try harness.writes().isEmpty)
-        harness.loop.advanceTime(by: .milliseconds(FlushPacer.pausePerFlushCost) - .microseconds(1))
+        harness.loop.advanceTime(by: step)  // frames came during the first step: hold on
         #expect(try harness.writes().isEmpty)
-        harness.loop.advanceTime(by: .microseconds(1))
-        // Both publishes leave in one write.
+        try harness.sendText(#"{"op":"publish","topic":"a","data":3}"#)
+        try harness.sendText(#"{"op":"publish","topic":"a","data":4}"#)
+        harness.loop.advanceTime(by: step)  // and during the second
+        #expect(try harness.writes().isEmpty)
+        harness.loop.advanceTime(by: step)  // none during the third: flush, long before the cap
+        // The four publishes leave in one write.
         let writes = try harness.writes()
         #expect(writes.count == 1)
+        #expect(harness.loop.now - now < .milliseconds(FlushPolicy.holdPerFlushCost))
         try harness.channel.writeOutbound(writes.first ?? ByteBuffer())
         #expect(try harness.texts() == [
             #"{"op":"message","topic":"a","data":1}"#, #"{"op":"message","topic":"a","data":2}"#,
+            #"{"op":"message","topic":"a","data":3}"#, #"{"op":"message","topic":"a","data":4}"#,
         ])
+    }
+
+    @Test func busyLoopFlushesAtTheCapThoughFramesKeepComing() throws {
+        let harness = try Harness(configure: { $0.maxFlushDelay = .milliseconds(2) })
+        try harness.sendText(##"{"op":"subscribe","topic":"#","history":0}"##)
+        _ = try harness.written()
+        harness.loop.advanceTime(by: .seconds(1))
+        let now = harness.loop.now
+        harness.broker.shards[0].flushPolicy.flushed(from: now - .milliseconds(1), to: now, bytesPerConnection: 100)
+        // A publish every 0.5 ms, so every hold step (1 ms) brings frames: the hold would go on
+        // forever but for the cap (2 ms).
+        var data = 0
+        while harness.loop.now - now < .milliseconds(2) {
+            data += 1
+            try harness.sendText(#"{"op":"publish","topic":"a","data":\#(data)}"#)
+            #expect(try harness.writes().isEmpty)
+            harness.loop.advanceTime(by: .microseconds(500))
+        }
+        #expect(try harness.writes().count == 1)
+        #expect(data == 4)
     }
 
     @Test func closedConnectionLeavesTheShard() throws {

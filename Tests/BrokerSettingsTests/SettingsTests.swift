@@ -346,9 +346,25 @@ import BrokerServer
         #expect(unset.contains("auth:\n  api-key: \"\"\n  client-tokens: []\n"))
 
         // Every setting that names a credential is marked secret, and only those.
-        let secretLike = ["api-key", "token", "secret", "password", "passphrase"]
+        // (`cluster.postgres-url` carries the database's password.)
+        let secretLike = ["api-key", "token", "secret", "password", "passphrase", "postgres-url"]
         for key in SettingKey.all {
             #expect(key.isSecret == secretLike.contains { key.name.contains($0) }, "\(key.name)")
+        }
+    }
+
+    /// Cluster mode's URL: a postgres:// URL or nothing, and never shown (it holds a password).
+    @Test func clusterPostgresURLIsCheckedAndRedacted() throws {
+        let settings = try SettingsLoader.resolve(
+            configFile: nil, environment: ["BROKER_CLUSTER_POSTGRES_URL": "postgres://b:pw-xyz@db/broker"],
+            flags: SettingsLoader.fromFlags(["--cluster-node-name", "n1"]))
+        #expect(settings.clusterPostgresURL == "postgres://b:pw-xyz@db/broker")
+        #expect(settings.resolvedNodeName == "n1")
+        #expect(!SettingsReference.yaml(settings).contains("pw-xyz"))
+        #expect(BrokerSettings().clusterPostgresURL.isEmpty)
+        #expect(throws: SettingError.self) {
+            try SettingsLoader.resolve(
+                configFile: nil, environment: ["BROKER_CLUSTER_POSTGRES_URL": "mysql://db"], flags: SettingsLoader.fromFlags([]))
         }
     }
 

@@ -42,23 +42,37 @@ package enum Products {
 /// as they arrive. The environment is the test's without any `BROKER_*` variable, plus
 /// `environment`.
 package final class ChildProcess: @unchecked Sendable {
-    private let process = Process()
+    private let process: SpawnedProcess
     private let stdinPipe = Pipe()
     private let output = NIOLockedValueBox<(out: Data, err: Data, eofs: Int, outLines: Int)>((Data(), Data(), 0, 0))
     package let name: String
 
     package init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         name = ([executable] + arguments).joined(separator: " ")
-        process.executableURL = try Products.url(executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BROKER_") }
-            .merging(environment) { $1 }
+        let path = try Products.url(executable).path
+        // A child broker treats the test's readers as TestBroker does: never a slow consumer
+        // because the machine starved them, nor dead because they did not read for a while (a
+        // test client answers pings only when it reads), nor idle between connecting and sending
+        // its request, and stops without a lame-duck window. A test's `environment` overrides these.
+        let testDefaults = [
+            "BROKER_SLOW_CONSUMER_TIMEOUT": "\(600 * testTimeoutScale)", "BROKER_MAX_OUTBOUND_BYTES": "256MiB",
+            "BROKER_PING_INTERVAL": "\(600 * testTimeoutScale)", "BROKER_PONG_TIMEOUT": "\(10 * testTimeoutScale)",
+            "BROKER_HTTP_IDLE_TIMEOUT": "\(600 * testTimeoutScale)",
+            // A stop closes every client at once (ProcessLameDuckTests sets its own window).
+            "BROKER_LAME_DUCK_DURATION": "0",
+        ]
+        let childEnvironment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BROKER_") }
+            .merging(testDefaults) { $1 }.merging(environment) { $1 }
         let out = Pipe()
         let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdinPipe
-        try process.run()
+        process = try SpawnedProcess(
+            path: path, arguments: arguments, environment: childEnvironment,
+            stdin: stdinPipe.fileHandleForReading.fileDescriptor, stdout: out.fileHandleForWriting.fileDescriptor,
+            stderr: err.fileHandleForWriting.fileDescriptor)
+        // The child has its own copies: without closing ours, its output would never reach EOF.
+        try? stdinPipe.fileHandleForReading.close()
+        try? out.fileHandleForWriting.close()
+        try? err.fileHandleForWriting.close()
         startReading(out.fileHandleForReading, isStdout: true)
         startReading(err.fileHandleForReading, isStdout: false)
     }
@@ -98,7 +112,7 @@ package final class ChildProcess: @unchecked Sendable {
     package var stdoutLineCount: Int { output.withLockedValue { $0.outLines } }
 
     package var isRunning: Bool { process.isRunning }
-    package var pid: Int32 { process.processIdentifier }
+    package var pid: Int32 { process.pid }
 
     package func writeStdin(_ text: String) {
         stdinPipe.fileHandleForWriting.write(Data(text.utf8))
@@ -110,7 +124,7 @@ package final class ChildProcess: @unchecked Sendable {
 
     /// Sends `number` (SIGTERM, SIGINT...) if it is still running.
     package func signal(_ number: Int32) {
-        if process.isRunning { kill(process.processIdentifier, number) }
+        if process.isRunning { kill(process.pid, number) }
     }
 
     /// SIGINT, as Ctrl-C would.
@@ -122,6 +136,7 @@ package final class ChildProcess: @unchecked Sendable {
     /// Waits for the process to exit and its output to be read; returns its exit status. Kills it
     /// and throws if it is still running after `timeout`; throws if a signal ended it.
     package func waitForExit(timeout: Duration = .seconds(6)) async throws -> Int32 {
+        let timeout = patience(timeout)
         let deadline = ContinuousClock.now + timeout
         while process.isRunning || output.withLockedValue({ $0.eofs < 2 }) {
             if ContinuousClock.now >= deadline {
@@ -130,10 +145,10 @@ package final class ChildProcess: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(10))
         }
-        guard process.terminationReason == .exit else {
-            throw TestFailure("`\(name)` died of signal \(process.terminationStatus); stderr: \(stderr)")
+        guard let code = process.exitCode else {
+            throw TestFailure("`\(name)` died of signal \(process.terminatingSignal ?? 0); stderr: \(stderr)")
         }
-        return process.terminationStatus
+        return code
     }
 
     /// Waits until stdout has a line satisfying `predicate`.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -7,6 +8,21 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+/// How many times longer than written a test waits before it gives up: 1, unless
+/// `BROKER_TEST_TIMEOUT_SCALE` says otherwise (`scripts/sanitize` sets it: the sanitizers slow
+/// the broker and its clients 3–15 times). Only give-up bounds and the broker's keepalive in
+/// integration tests are scaled; no test decides anything by how long a step took.
+package let testTimeoutScale: Double = {
+    guard let text = ProcessInfo.processInfo.environment["BROKER_TEST_TIMEOUT_SCALE"], let scale = Double(text), scale >= 1
+    else { return 1 }
+    return scale
+}()
+
+/// `timeout` stretched by `testTimeoutScale`.
+package func patience(_ timeout: Duration) -> Duration {
+    timeout * testTimeoutScale
+}
 
 /// A logger that only shows warnings and worse.
 package func quietLogger(_ label: String) -> Logger {
@@ -47,4 +63,10 @@ package func unusedPort() throws -> Int {
     }
     guard named == 0 else { throw TestFailure("getsockname() failed") }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// NIO's connect timeout (10 s by default) for the tests' own clients, stretched like the rest:
+/// under TSan on a loaded machine a broker took longer than 10 s to accept.
+package var testConnectTimeout: TimeAmount {
+    .milliseconds(Int64((10_000 * testTimeoutScale).rounded(.up)))
 }

@@ -13,6 +13,7 @@ package func eventually(
     every interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool,
     orElse step: () async throws -> Void = {}
 ) async throws {
+    let timeout = patience(timeout)
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
         if ContinuousClock.now >= deadline { throw TestFailure("timed out after \(timeout) waiting for \(what())") }
@@ -26,7 +27,8 @@ package func eventually(
 package func withDeadline<T: Sendable>(
     _ what: String, timeout: Duration, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
+    let timeout = patience(timeout)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {
             try await Task.sleep(for: timeout)

@@ -61,5 +61,19 @@ final class SynchronousJournal: Journal, @unchecked Sendable {
                 firstOffset: records.first?.offset ?? 0, lastOffset: records.last?.offset ?? 0))
     }
 
+    func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage> {
+        var byTopic: [String: RetainedTopic] = [:]
+        for record in records where record.topic.utf8.starts(with: query.prefix.utf8) {
+            if let after = query.after, !after.utf8.lexicographicallyPrecedes(record.topic.utf8) { continue }
+            var topic = byTopic[record.topic] ?? RetainedTopic(topic: record.topic, messages: 0, lastOffset: 0)
+            topic.messages += 1
+            topic.lastOffset = max(topic.lastOffset, record.offset)
+            byTopic[record.topic] = topic
+        }
+        let sorted = byTopic.values.sorted { $0.topic.utf8.lexicographicallyPrecedes($1.topic.utf8) }
+        let limit = max(1, query.limit)
+        return eventLoop.makeSucceededFuture(RetainedTopicsPage(topics: Array(sorted.prefix(limit)), isLast: sorted.count <= limit))
+    }
+
     func close() async {}
 }

@@ -16,11 +16,20 @@ func makeClient(
     _ url: String, events: EventLog? = nil, requestTimeout: Duration = .seconds(30),
     backoff: Backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
 ) -> BrokerClient {
-    var configuration = BrokerClient.Configuration()
-    configuration.requestTimeout = requestTimeout
+    var configuration = testClientConfiguration(requestTimeout: requestTimeout)
     configuration.backoff = backoff
     if let events { configuration.onEvent = { events.append($0) } }
     return BrokerClient(url: url, configuration: configuration, logger: quietLogger("test-client"))
+}
+
+/// The library's defaults with its give-up bounds stretched for sanitizer runs (`patience`): the
+/// request timeout (which also bounds a connect) and the keep-alive (two silent intervals drop
+/// the connection; under a sanitizer a busy broker may stay silent longer).
+func testClientConfiguration(requestTimeout: Duration = .seconds(30)) -> BrokerClient.Configuration {
+    var configuration = BrokerClient.Configuration()
+    configuration.requestTimeout = patience(requestTimeout)
+    configuration.keepAlive = configuration.keepAlive.map { patience($0) }
+    return configuration
 }
 
 /// Every event a client reported through `Configuration.onEvent`.

@@ -101,6 +101,10 @@ final class EmbeddedLoopJournal: Journal, @unchecked Sendable {
         relay(to: eventLoop) { memory.stats(on: $0) }
     }
 
+    func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage> {
+        relay(to: eventLoop) { memory.retainedTopics(query, on: $0) }
+    }
+
     func close() async {
         await memory.close()
     }

@@ -53,5 +53,8 @@ final class HeldJournal: Journal, Sendable {
     }
     func clear(filter: String, on eventLoop: any EventLoop) -> EventLoopFuture<Int> { inner.clear(filter: filter, on: eventLoop) }
     func stats(on eventLoop: any EventLoop) -> EventLoopFuture<JournalStats> { inner.stats(on: eventLoop) }
+    func retainedTopics(_ query: RetainedTopicsQuery, on eventLoop: any EventLoop) -> EventLoopFuture<RetainedTopicsPage> {
+        inner.retainedTopics(query, on: eventLoop)
+    }
     func close() async { await inner.close() }
 }
