@@ -58,13 +58,15 @@ enum PostgresQueries {
 
     /// The literal levels of `filter` before its first wildcard, as a `LIKE` prefix pattern.
     static func likePrefix(of filter: String) -> String {
+        // Levels cut on bytes: a character-wise split misses a `/` followed by a combining mark.
+        let levels = Topic.levels(of: filter)
         var literal: [Substring] = []
-        for level in filter.split(separator: "/", omittingEmptySubsequences: false) {
+        for level in levels {
             if level == "+" || level == "#" { break }
             literal.append(level)
         }
         var prefix = literal.joined(separator: "/")
-        if literal.count < filter.split(separator: "/", omittingEmptySubsequences: false).count, !literal.isEmpty {
+        if literal.count < levels.count, !literal.isEmpty {
             prefix += "/"
         }
         // `#` also matches the parent level (`a/#` matches `a`): cut the trailing slash.

@@ -50,10 +50,24 @@ package final class TopicTrie<Subscriber: AnyObject> {
             children.isEmpty && plus == nil && hashSubscribers.isEmpty && subscribers.isEmpty
         }
 
-        /// The tail's levels, as slices of the same text.
+        /// The tail's levels, as slices of the same text. Cut on the UTF-8 bytes like
+        /// `Topic.levels`: `Substring.split` cuts between characters, and a `/` followed by a
+        /// combining mark is one character, so it kept `a/\u{59A}` as one level.
         var tailLevels: [Substring] {
             guard tailLevelCount > 0 else { return [] }
-            return tail.split(separator: "/", omittingEmptySubsequences: false)
+            var levels: [Substring] = []
+            let utf8 = tail.utf8
+            var start = utf8.startIndex
+            var index = start
+            while index != utf8.endIndex {
+                if utf8[index] == UInt8(ascii: "/") {
+                    levels.append(tail[start..<index])
+                    start = utf8.index(after: index)
+                }
+                utf8.formIndex(after: &index)
+            }
+            levels.append(tail[start..<index])
+            return levels
         }
 
         /// How many of the tail's levels equal `levels[start...]`, level by level, byte for byte.

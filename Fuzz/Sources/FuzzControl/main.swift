@@ -53,8 +53,11 @@ public func fuzzControl(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     // Foundation as a second opinion, on input it reads the same way: UTF-8 without a byte
     // order mark or NUL (it would guess another encoding), not nested near either depth limit,
     // and without a comma before `]` or `}` (Foundation accepts that; RFC 8259 does not).
+    // U+FEFF anywhere is left out too: Foundation drops a raw one that follows an escape inside
+    // a string (`"\\<U+FEFF>\\"` gives two backslashes, RFC 8259 says three characters);
+    // found by this target in CI, the scanner was right.
     let comparable = input.bytes.count < 4096 && !hasTrailingComma(input.bytes) && !input.bytes.contains(0)
-        && !input.bytes.starts(with: [0xEF, 0xBB, 0xBF])
+        && !containsByteOrderMark(input.bytes)
         && input.bytes.filter({ $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") }).count < 400
         && UTF8Validator.isValid(input.bytes)
     if comparable, let value = try? JSONSerialization.jsonObject(with: Data(input.bytes), options: [.fragmentsAllowed]) {
@@ -69,6 +72,12 @@ public func fuzzControl(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
     }
     return 0
+}
+
+/// Whether the UTF-8 encoding of U+FEFF (EF BB BF) occurs anywhere in `bytes`.
+func containsByteOrderMark(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    guard bytes.count >= 3 else { return false }
+    return (0...(bytes.count - 3)).contains { bytes[$0] == 0xEF && bytes[$0 + 1] == 0xBB && bytes[$0 + 2] == 0xBF }
 }
 
 /// The kind of the one JSON value `buffer` holds (whitespace around allowed), or nil.
