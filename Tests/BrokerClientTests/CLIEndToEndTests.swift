@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// `broker-cli` end to end: the real `broker` executable and `broker-cli` subprocesses.
-@Suite struct CLIEndToEndTests {
+@Suite(.spawnsChildProcesses) struct CLIEndToEndTests {
     /// Runs `broker-cli` to completion; returns (exit status, stdout, stderr).
     static func run(_ arguments: [String], stdin: String? = nil, timeout: Duration = .seconds(6)) async throws
         -> (status: Int32, stdout: String, stderr: String)

@@ -8,7 +8,7 @@ import Testing
 /// `broker-cli` as scripts use it, end to end against the real `broker` executable: exiting after
 /// a count or a wait, several filters, templates, resuming with an epoch, whole-stdin and repeated
 /// publishes, the HTTP API commands, contexts, TLS switches and completion scripts.
-@Suite struct CLIScriptingTests {
+@Suite(.spawnsChildProcesses) struct CLIScriptingTests {
     static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:])
         async throws -> (status: Int32, stdout: String, stderr: String)
     {

@@ -47,7 +47,7 @@ import Testing
         await journal.close()
     }
 
-    @Test func cliSubscribeSinceZeroPrintsAHundredThousandLinesInOrder() async throws {
+    @Test(.spawnsChildProcesses) func cliSubscribeSinceZeroPrintsAHundredThousandLinesInOrder() async throws {
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
         let journal = try await Self.filledJournal(directory)

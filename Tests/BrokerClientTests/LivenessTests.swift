@@ -36,7 +36,7 @@ import Testing
 
     /// A broker process stopped with SIGSTOP keeps the TCP connection open but says nothing: the
     /// client gives the connection up, and reconnects once the broker runs again.
-    @Test func aBrokerThatFallsSilentIsGivenUpAndReconnectedTo() async throws {
+    @Test(.spawnsChildProcesses) func aBrokerThatFallsSilentIsGivenUpAndReconnectedTo() async throws {
         let broker = try await BrokerProcess.start()
         defer { broker.child.killNow() }
         var configuration = testClientConfiguration()

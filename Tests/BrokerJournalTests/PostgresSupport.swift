@@ -6,7 +6,7 @@ import Testing
 /// The cluster journal's tests need a real PostgreSQL (`PostgresServer`): they run when its
 /// `initdb` is installed and are reported as skipped, with this reason, when it is not.
 let postgresAvailable = Testing.ConditionTrait.enabled(
-    if: PostgresServer.isAvailable, "PostgreSQL (initdb) is not installed: cluster journal tests skipped")
+    if: PostgresServer.isAvailable, "PostgreSQL (initdb) is not installed, or child processes are off: cluster journal tests skipped")
 
 /// A fresh database on the test process's PostgreSQL server.
 func makePostgresDatabase() async throws -> PostgresURL {

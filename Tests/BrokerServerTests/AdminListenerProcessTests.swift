@@ -9,7 +9,7 @@ import Glibc
 
 /// The `broker` executable with an admin listener (`--admin-port`, `BROKER_ADMIN_*`): the
 /// operator routes move there, and a non-loopback admin listener without a key refuses to start.
-@Suite(.serialized) struct AdminListenerProcessTests {
+@Suite(.serialized, .spawnsChildProcesses) struct AdminListenerProcessTests {
     /// A port nothing listens on now (bound to 0, read, released): `admin.port` 0 means "none".
     static func freePort() async throws -> Int {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

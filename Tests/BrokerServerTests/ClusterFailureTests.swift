@@ -12,7 +12,7 @@ import Glibc
 @Suite(
     .serialized,
     .enabled(if: PostgresServer.isAvailable && LoadBalancer.isAvailable,
-             "PostgreSQL (initdb) or HAProxy is not installed: cluster failure tests skipped"))
+             "PostgreSQL (initdb) or HAProxy is not installed, or child processes are off: cluster failure tests skipped"))
 struct ClusterFailureTests {
     /// A subscriber behind the load balancer loses its broker to `kill -9`, reconnects through
     /// the load balancer to another one and resumes with since/epoch: every acknowledged message

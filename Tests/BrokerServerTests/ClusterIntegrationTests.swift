@@ -11,7 +11,7 @@ import Glibc
 /// over real sockets.
 @Suite(
     .serialized,
-    .enabled(if: PostgresServer.isAvailable, "PostgreSQL (initdb) is not installed: cluster tests skipped"))
+    .enabled(if: PostgresServer.isAvailable, "PostgreSQL (initdb) is not installed, or child processes are off: cluster tests skipped"))
 struct ClusterIntegrationTests {
     @Test func publishOnOneNodeReachesTheOthersInOrderAndResumesExactlyOnceElsewhere() async throws {
         let url = try await PostgresServer.shared().makeDatabase()

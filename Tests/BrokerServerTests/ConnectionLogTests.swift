@@ -63,7 +63,7 @@ import Testing
         }
     }
 
-    @Test func journalOpenIsLoggedOnce() async throws {
+    @Test(.spawnsChildProcesses) func journalOpenIsLoggedOnce() async throws {
         let broker = try await BrokerProcess.start()
         defer { broker.child.killNow() }
         let lines = broker.child.stderr.split(separator: "\n").filter { $0.contains("journal open") }

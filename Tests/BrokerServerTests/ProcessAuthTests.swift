@@ -7,7 +7,7 @@ import Testing
 
 /// The `broker` executable's side of access control: an open broker refuses a public address
 /// (exit 78) unless anonymous access is asked for, and `broker token create/verify`.
-@Suite struct ProcessAuthTests {
+@Suite(.spawnsChildProcesses) struct ProcessAuthTests {
     @Test func openBrokerOnAPublicAddressRefusesToStartWith78() async throws {
         let data = temporaryDirectory("broker-open")
         defer { removeDirectory(data) }

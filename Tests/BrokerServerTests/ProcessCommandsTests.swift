@@ -8,7 +8,7 @@ import Glibc
 /// The `broker` executable's helper commands, run as a user runs them: `healthcheck` (the Docker
 /// image's HEALTHCHECK), `retained clear` over the HTTP API (NIO, no URLSession), and the shell
 /// completion scripts of `broker` and `broker-cli`.
-@Suite struct ProcessCommandsTests {
+@Suite(.spawnsChildProcesses) struct ProcessCommandsTests {
     @Test func healthcheckAsksTheBrokerTheSettingsDescribe() async throws {
         let data = temporaryDirectory("broker-healthcheck")
         defer { removeDirectory(data) }

@@ -9,7 +9,7 @@ import Glibc
 /// one after another over `lame-duck-duration`. A long window (the i-th of three clients at i×200 s)
 /// makes the spread visible as counts, with nothing timed: right after SIGTERM one client has its
 /// 1001 and the other two are still served. (The spread itself, on the loop's clock: LameDuckTests.)
-@Suite struct ProcessLameDuckTests {
+@Suite(.spawnsChildProcesses) struct ProcessLameDuckTests {
     @Test func sigtermClosesOneClientAtOnceAndServesTheOthersWhileNewConnectionsAreRefused() async throws {
         let data = temporaryDirectory("broker-lame-duck")
         defer { removeDirectory(data) }

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The `broker` executable's lifecycle: SIGTERM drains, exit codes, configuration at start.
-@Suite(.serialized) struct ProcessLifecycleTests {
+@Suite(.serialized, .spawnsChildProcesses) struct ProcessLifecycleTests {
     @Test func sigtermDrainsAndKeepsEveryAcknowledgedRetainedMessage() async throws {
         let data = temporaryDirectory("broker-lifecycle")
         defer { removeDirectory(data) }

@@ -9,7 +9,7 @@ import Glibc
 /// SIGHUP in the `broker` executable: the configuration file is read again, a new token, a new
 /// limit and a new log level take effect, and the log names each changed setting (never its
 /// value) and warns about one that needs a restart.
-@Suite struct ProcessReloadTests {
+@Suite(.spawnsChildProcesses) struct ProcessReloadTests {
     static let oldToken = "tok-old-5c1e9a"
     static let newToken = "tok-new-7b2d4f"
 

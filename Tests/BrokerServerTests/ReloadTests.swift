@@ -72,7 +72,7 @@ import Testing
         }
     }
 
-    @Test func newHandshakesGetTheReloadedCertificate() async throws {
+    @Test(.spawnsChildProcesses) func newHandshakesGetTheReloadedCertificate() async throws {
         let first = try await TLSTests.Certificate.make()
         let second = try await TLSTests.Certificate.make()
         defer {

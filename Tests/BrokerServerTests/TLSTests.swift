@@ -8,7 +8,7 @@ import Testing
 @testable import BrokerServer
 
 /// https:// and wss:// with a self-signed certificate made for the test (openssl).
-@Suite struct TLSTests {
+@Suite(.spawnsChildProcesses) struct TLSTests {
     struct Certificate {
         let directory: URL
         var certificatePath: String { directory.appendingPathComponent("cert.pem").path }

@@ -15,7 +15,7 @@ import Testing
         #expect(BrokerConfiguration().serverName == "swift-broker/\(BrokerVersion.number)")
     }
 
-    @Test(arguments: ["broker", "broker-cli"])
+    @Test(.spawnsChildProcesses, arguments: ["broker", "broker-cli"])
     func executablesPrintTheRelease(executable: String) async throws {
         let process = try ChildProcess(executable, ["--version"])
         #expect(try await process.waitForExit(timeout: .seconds(30)) == 0)

@@ -19,6 +19,19 @@ package let testTimeoutScale: Double = {
     return scale
 }()
 
+/// Whether tests may start child processes (`broker`, `broker-cli`, PostgreSQL, HAProxy,
+/// openssl). `BROKER_TEST_NO_CHILD_PROCESSES=1` turns them off, and `scripts/sanitize thread` sets
+/// it: under ThreadSanitizer, a child started from the many-threaded test process (posix_spawn
+/// clones, and TSan handles that clone as a fork) can trip TSan's own runtime (`CHECK failed:
+/// tsan_rtl.cpp:261 ((!thr->slot)) != (0)` in ForkChildAfter, 2026-12-04), which kills the whole
+/// test process. The in-process suites, whose broker runs on the test process's threads where TSan
+/// sees them, still run; no test ever read a child's own TSan reports.
+package let childProcessesAllowed = ProcessInfo.processInfo.environment["BROKER_TEST_NO_CHILD_PROCESSES"] == nil
+
+/// Why a test that starts child processes is skipped when they are off.
+package let childProcessesOffReason =
+    "child processes are off in this run (BROKER_TEST_NO_CHILD_PROCESSES, set by scripts/sanitize thread)"
+
 /// `timeout` stretched by `testTimeoutScale`.
 package func patience(_ timeout: Duration) -> Duration {
     timeout * testTimeoutScale

@@ -12,8 +12,9 @@ import Glibc
 /// Linux (see `SpawnedProcess`). PostgreSQL refuses to run as root, so when the tests
 /// run as root the server runs as the user `pgtest` (created if missing).
 ///
-/// `PostgresServer.isAvailable` says whether `initdb` was found; the tests that need a server are
-/// enabled only then (CI installs PostgreSQL, so it always runs them).
+/// `PostgresServer.isAvailable` says whether `initdb` was found (and child processes are allowed:
+/// `childProcessesAllowed`); the tests that need a server are enabled only then (CI installs
+/// PostgreSQL, so it always runs them).
 package final class PostgresServer: @unchecked Sendable {
     package let directory: String
     package let port: Int
@@ -47,7 +48,7 @@ package final class PostgresServer: @unchecked Sendable {
         }
     }()
 
-    package static var isAvailable: Bool { binDirectory != nil }
+    package static var isAvailable: Bool { binDirectory != nil && childProcessesAllowed }
 
     /// One server for the whole test process, started on first use and stopped at exit; each
     /// test makes a database of its own on it (`makeDatabase`).

@@ -42,6 +42,9 @@ final class SpawnedProcess: Sendable {
         path: String, arguments: [String], environment: [String: String], stdin: Int32, stdout: Int32, stderr: Int32,
         directory: String? = nil
     ) throws {
+        // A suite that spawns without checking `childProcessesAllowed` fails here, visibly,
+        // instead of crashing a ThreadSanitizer run.
+        guard childProcessesAllowed else { throw TestFailure("\(path): \(childProcessesOffReason)") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
