@@ -33,7 +33,7 @@ import Testing
     /// A read while PostgreSQL is down fails (after a bound) instead of waiting for a connection
     /// that is not coming: the metrics collector waits for `stats`, and SIGTERM waits for it
     /// (a broker took over 30 s to stop at load 15). The journal then closes promptly.
-    @Test(.timeLimit(.minutes(2))) func readsFailWhilePostgresIsDownAndCloseDoesNotWait() async throws {
+    @Test(.timeLimit(.minutes(patientMinutes(2)))) func readsFailWhilePostgresIsDownAndCloseDoesNotWait() async throws {
         let server = try await PostgresServer.start()
         defer { server.stop() }
         let journal = try await openPostgresJournal(PostgresURL(try await server.makeDatabase()))

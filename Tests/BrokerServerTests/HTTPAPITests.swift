@@ -317,7 +317,7 @@ import Testing
     /// The real listener closes a connection that sends half a request (slowloris). When exactly,
     /// and that upgraded connections are left alone, is tested on the loop's clock
     /// (ServerPipelineTests, HTTPRequestHandlerTests); the time limit only stops a hang.
-    @Test(.timeLimit(.minutes(1))) func idleHTTPConnectionsAreClosed() async throws {
+    @Test(.timeLimit(.minutes(patientMinutes(1)))) func idleHTTPConnectionsAreClosed() async throws {
         try await TestBroker.with(configure: { $0.httpIdleTimeout = .seconds(1) }) { broker in
             let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream()
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(testConnectTimeout)

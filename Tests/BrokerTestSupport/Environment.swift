@@ -32,6 +32,12 @@ package let childProcessesAllowed = ProcessInfo.processInfo.environment["BROKER_
 package let childProcessesOffReason =
     "child processes are off in this run (BROKER_TEST_NO_CHILD_PROCESSES, set by scripts/sanitize thread)"
 
+/// A test's time limit in whole minutes (what `.timeLimit` takes), stretched like `patience`:
+/// a limit only stops a hang, so under a sanitizer it grows with everything else.
+package func patientMinutes(_ minutes: Int) -> Int {
+    Int((Double(minutes) * testTimeoutScale).rounded(.up))
+}
+
 /// `timeout` stretched by `testTimeoutScale`.
 package func patience(_ timeout: Duration) -> Duration {
     timeout * testTimeoutScale
