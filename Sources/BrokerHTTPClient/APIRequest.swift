@@ -91,7 +91,10 @@ public struct APIRequest: Sendable {
         head.headers.add(name: "Accept", value: "application/json")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         do {
-            try await channel.pipeline.addHandler(ResponseCollector(promise: promise)).get()
+            // Made and added on the channel's loop: the handler is not Sendable.
+            try await channel.eventLoop.submit {
+                try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
+            }.get()
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
             try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
             let response = try await promise.futureResult.get()
