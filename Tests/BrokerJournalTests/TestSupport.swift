@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import Testing
 
 /// A minimal event loop on a serial dispatch queue, enough to complete the journal's futures.
 final class TestEventLoop: EventLoop, @unchecked Sendable {
@@ -115,4 +116,23 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -
 
 extension RetainedRecord {
     var text: String { String(buffer: payload) }
+}
+
+/// Per-topic retention with overrides, the same for every journal: with a limit of 5 per topic
+/// and an override of 8 for `keep/more`, 20 messages on each of `plain` and `keep/more` leave the
+/// newest 5 and 8, and `plain` counts as pruned through offset 29 (it kept 31, 33, …, 39).
+func checkPerTopicRetentionWithOverrides(_ journal: any Journal, applyRetention: () async -> Void) async throws {
+    for index in 1...20 {
+        _ = try await journal.append("plain", "\(index)")
+        _ = try await journal.append("keep/more", "\(index)")
+    }
+    await applyRetention()
+    #expect(try await journal.stats().messages == 5 + 8)
+    #expect(try await journal.replayAll("plain", .since(0)).map(\.text) == (16...20).map(String.init))
+    #expect(try await journal.replayAll("keep/more", .since(0)).map(\.text) == (13...20).map(String.init))
+    let stats = try await journal.stats()
+    #expect(stats.prunedMessages == 15 + 12)
+    #expect(stats.lastOffset == 40)
+    #expect(try await journal.prunedAfter(28, filter: "plain", on: loop).get())
+    #expect(try await !journal.prunedAfter(29, filter: "plain", on: loop).get())
 }
