@@ -115,6 +115,8 @@ package final class PostgresServer: @unchecked Sendable {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 throw TestFailure("PostgreSQL did not start: \(self.log.suffix(2_000))")
             }
+            // The poll's interval, not a decision: readiness is pg_isready's answer, and the only
+            // bound is the 120 s give-up above. PostgreSQL offers no event to wait for from here.
             usleep(50_000)
         }
     }
