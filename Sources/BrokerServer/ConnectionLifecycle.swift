@@ -52,7 +52,9 @@ struct ConnectionLifecycle {
         case closed
     }
 
-    private enum State {
+    /// Indirect: the payloads (a replay job, a close cause) live in a box, so that the state of
+    /// every open connection takes a pointer, not the 64 bytes of a `ReplayJob`.
+    private indirect enum State {
         case open
         /// `awaitingWritability`: the next page waits for the socket to drain.
         case replaying(ReplayJob, awaitingWritability: Bool)

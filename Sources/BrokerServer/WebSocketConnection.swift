@@ -28,8 +28,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
     let broker: Broker
     let shard: FanoutShard
     let mode: Mode
-    /// permessage-deflate, when the client offered it and the broker accepted.
-    let deflate: PerMessageDeflate.Agreement?
+    /// permessage-deflate, when the client offered it and the broker accepted (kept once, by
+    /// the assembler, which inflates with it).
+    var deflate: PerMessageDeflate.Agreement? { assembler.deflate }
     let sessionID: String
     /// Who the client is and what it may do (Authenticator.swift), decided at the upgrade and
     /// replaced by `refresh`. Checked on every publish and subscribe.
@@ -39,8 +40,6 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// Subscriptions this connection may hold: the limit in force when it connected (a reload
     /// applies to new connections).
     let maxSubscriptions: Int
-    /// Publishes per second (0: no limit), as in force when it connected.
-    private let publishRate: Int
     /// Armed while the token has an `exp`: sends `token_expired` and closes with 1008 then.
     var expiryTimer: Scheduled<Void>?
     /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
@@ -51,8 +50,10 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// keeping it would keep both alive after the channel is gone.
     private(set) var context: ChannelHandlerContext?
     private var writer: ChannelHandlerContext?
-    /// The channel's allocator, copied at `handlerAdded` (usable after removal).
-    private(set) var allocator = ByteBufferAllocator()
+    /// Where frames are allocated: the default allocator, which is what every channel of the
+    /// broker has (a stored copy of its four closures would cost each connection 32 bytes).
+    var allocator: ByteBufferAllocator { Self.frameAllocator }
+    private static let frameAllocator = ByteBufferAllocator()
     private var assembler: MessageAssembler
     private var needsFlush = false
     /// The run of the shard's current batch this connection is owed, written at flush.
@@ -146,28 +147,26 @@ final class WebSocketConnection: ChannelDuplexHandler {
         self.broker = broker
         self.shard = shard
         self.mode = mode
-        self.deflate = deflate
         self.identity = identity
         self.authenticator = authenticator
         self.sessionID = broker.nextSessionID()
         let current = broker.currentConfiguration
         self.maxSubscriptions = current.maxSubscriptionsPerConnection
-        self.publishRate = current.publishRate
         self.assembler = MessageAssembler(maxMessageBytes: broker.configuration.maxMessageBytes, deflate: deflate)
+        // Publishes per second (0: no limit), as in force when it connected.
+        if current.publishRate > 0 {
+            publishLimiter = PublishRateLimiter(rate: current.publishRate, now: shard.eventLoop.now)
+        }
     }
 
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.allocator = context.channel.allocator
         self.lastInbound = context.eventLoop.now
         // A client named by a trusted proxy has no port we know of: its address alone.
         self.remoteAddress = forwardedClient ?? context.channel.remoteAddress.map(Self.hostAndPort) ?? "?"
         self.connectedAt = Date()
-        if publishRate > 0 {
-            publishLimiter = PublishRateLimiter(rate: publishRate, now: context.eventLoop.now)
-        }
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)

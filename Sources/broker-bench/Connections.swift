@@ -50,6 +50,9 @@ struct Connections: AsyncParsableCommand {
     @Option(help: "Handshakes in progress at once, per worker process.")
     var connectConcurrency = 100
 
+    @Flag(help: "Upgrade with a browser's headers (about 600 bytes) instead of the minimal 150.")
+    var browserHandshake = false
+
     @Option(help: .hidden) var workerFirst: Int?
     @Option(help: .hidden) var workerCount: Int?
     @Option(help: .hidden) var workerTopic: String?
@@ -75,7 +78,8 @@ struct Connections: AsyncParsableCommand {
         if let workerFirst, let workerCount, let workerTopic {
             try await ConnectionsWorker.run(options: WorkerOptions(
                 url: url, first: workerFirst, count: workerCount, topic: workerTopic, messages: messages,
-                sources: sourceAddresses, connectConcurrency: connectConcurrency, timeout: common.timeout))
+                sources: sourceAddresses, connectConcurrency: connectConcurrency, timeout: common.timeout,
+                browserHandshake: browserHandshake))
             return
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -183,6 +187,7 @@ struct Connections: AsyncParsableCommand {
             "--source-start", sourceStart, "--connect-concurrency", "\(connectConcurrency)", "--worker-topic", topic,
         ]
         if common.binary { arguments.append("--binary") }
+        if browserHandshake { arguments.append("--browser-handshake") }
         return arguments
     }
 }

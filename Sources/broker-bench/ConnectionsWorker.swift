@@ -73,6 +73,7 @@ struct WorkerOptions: Sendable {
     var sources: [SocketAddress]
     var connectConcurrency: Int
     var timeout: Double
+    var browserHandshake = false
 }
 
 /// Confined to its event loop.
@@ -123,7 +124,8 @@ final class WorkerRun: @unchecked Sendable {
         nextToConnect += 1
         let subscriber = WorkerSubscriber(run: self)
         let source = options.sources.isEmpty ? nil : options.sources[index % options.sources.count]
-        let (client, future) = WSClient.connect(url: options.url, on: loop, delegate: subscriber, source: source)
+        let (client, future) = WSClient.connect(
+            url: options.url, on: loop, delegate: subscriber, source: source, browserHandshake: options.browserHandshake)
         subscriber.client = client
         subscribers.append(subscriber)
         future.whenFailure { [self] error in

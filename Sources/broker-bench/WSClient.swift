@@ -71,9 +71,13 @@ final class WSClient: ChannelInboundHandler {
     private var welcomed = false
     private var isClosed = false
     private let mask: (UInt8, UInt8, UInt8, UInt8)
+    /// Send the headers a browser sends with its upgrade request (about 600 bytes instead of
+    /// 150): what the broker holds per connection depends on how its first read went.
+    private let browserHandshake: Bool
 
-    init(url: BenchURL, delegate: any WSClientDelegate, eventLoop: any EventLoop) {
+    init(url: BenchURL, delegate: any WSClientDelegate, eventLoop: any EventLoop, browserHandshake: Bool = false) {
         self.url = url
+        self.browserHandshake = browserHandshake
         self.delegate = delegate
         self.readyPromise = eventLoop.makePromise()
         let key = UInt32.random(in: 1 ... .max)
@@ -89,10 +93,20 @@ final class WSClient: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        var request = context.channel.allocator.buffer(capacity: 256)
+        var request = context.channel.allocator.buffer(capacity: 1024)
         request.writeString(
-            "GET \(url.path) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            "GET \(url.path) HTTP/1.1\r\nHost: \(url.host):\(url.port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+        if browserHandshake {
+            // What Chromium 120 sends from a page with a cookie, less permessage-deflate (this
+            // client does not inflate).
+            request.writeString(
+                "Pragma: no-cache\r\nCache-Control: no-cache\r\n"
+                    + "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\n"
+                    + "Origin: http://\(url.host):\(url.port)\r\nAccept-Encoding: gzip, deflate, br\r\n"
+                    + "Accept-Language: en-US,en;q=0.9\r\n"
+                    + "Cookie: _ga=GA1.1.1234567890.1700000000; theme=dark; session=6f1c2a9e0b7d4e3f\r\n")
+        }
+        request.writeString("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         context.writeAndFlush(wrapOutboundOut(request), promise: nil)
     }
 
@@ -252,9 +266,10 @@ final class WSClient: ChannelInboundHandler {
     /// Connects and upgrades; the future completes when the broker's `welcome` arrived.
     /// With `source`, the socket is bound to that local address (port 0) before it connects.
     static func connect(
-        url: BenchURL, on eventLoop: any EventLoop, delegate: any WSClientDelegate, source: SocketAddress? = nil
+        url: BenchURL, on eventLoop: any EventLoop, delegate: any WSClientDelegate, source: SocketAddress? = nil,
+        browserHandshake: Bool = false
     ) -> (WSClient, EventLoopFuture<Void>) {
-        let client = WSClient(url: url, delegate: delegate, eventLoop: eventLoop)
+        let client = WSClient(url: url, delegate: delegate, eventLoop: eventLoop, browserHandshake: browserHandshake)
         let bound = NIOLoopBound(client, eventLoop: eventLoop)
         var bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)

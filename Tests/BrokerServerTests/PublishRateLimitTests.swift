@@ -10,7 +10,7 @@ import Testing
 @Suite struct PublishRateLimitTests {
     @Test func theBucketStartsFullRefillsWithTimeAndHoldsNoMoreThanTheRate() {
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        var bucket = PublishRateLimiter(rate: 4, now: start)
+        let bucket = PublishRateLimiter(rate: 4, now: start)
         for _ in 0..<4 {
             let taken = bucket.take(now: start)
             #expect(taken)
@@ -31,7 +31,7 @@ import Testing
 
     @Test func aClockThatDoesNotMoveForwardGivesNothing() {
         let start = NIODeadline.uptimeNanoseconds(5_000_000_000)
-        var bucket = PublishRateLimiter(rate: 1, now: start)
+        let bucket = PublishRateLimiter(rate: 1, now: start)
         let first = bucket.take(now: start)
         let earlier = bucket.take(now: start - .seconds(10))
         #expect(first && !earlier)
