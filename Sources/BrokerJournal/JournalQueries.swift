@@ -1,6 +1,7 @@
 import BrokerProtocol
 import Foundation
 import GRDB
+import GRDBSQLite
 import NIOCore
 
 /// The journal's reads, as functions of one read transaction (a consistent snapshot).
@@ -55,21 +56,24 @@ enum JournalQueries {
             let name = try String.fetchOne(nameStatement, arguments: [id]) ?? ""
             return Topic.matches(filter: query.filter, name: name) ? name : nil
         }
-        let first = try walkedPage(page, rowBudget: limit + 1, db, matching: matchingByName)
-        guard let firstStop = first.stoppedAt, first.page.records.count < limit else {
-            return ReplayPage(records: first.page.records, isLast: first.stoppedAt == nil && first.page.isLast)
+        return try (query.topicCache ?? ReplayTopicCache()).withEntries { topics in
+            let first = try walkedPage(page, rowBudget: limit + 1, db, topics: &topics, matching: matchingByName)
+            guard let firstStop = first.stoppedAt, first.page.records.count < limit else {
+                return ReplayPage(records: first.page.records, isLast: first.stoppedAt == nil && first.page.isLast)
+            }
+            var rest = page
+            rest.lower = firstStop
+            rest.limit = limit - first.page.records.count
+            let more = try sparseWildcardPage(query.filter, rest, db, topics: &topics, matchingByName: matchingByName)
+            return ReplayPage(records: first.page.records + more.records, isLast: more.isLast)
         }
-        var rest = page
-        rest.lower = firstStop
-        rest.limit = limit - first.page.records.count
-        let more = try sparseWildcardPage(query.filter, rest, db, matchingByName: matchingByName)
-        return ReplayPage(records: first.page.records + more.records, isLast: more.isLast)
     }
 
     /// The rest of a wildcard page whose first walk did not fill it: the filter's topics resolved
     /// on `topics`, then read by walking or through the index, whichever costs less.
     static func sparseWildcardPage(
-        _ filter: String, _ page: PageBounds, _ db: Database, matchingByName: (Int64) throws -> String?
+        _ filter: String, _ page: PageBounds, _ db: Database, topics known: inout [Int64: (name: String, keptFrom: Int64)?],
+        matchingByName: (Int64) throws -> String?
     ) throws -> ReplayPage {
         let limit = page.limit
         // As many matching topics as seeking each costs no more than walking the range.
@@ -85,11 +89,11 @@ enum JournalQueries {
             return true
         }
         if tooMany {
-            return try walkedPage(page, rowBudget: nil, db, matching: matchingByName).page
+            return try walkedPage(page, rowBudget: nil, db, topics: &known, matching: matchingByName).page
         }
         guard !topics.isEmpty else { return ReplayPage(records: [], isLast: true) }
         let names = Dictionary(topics.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
-        let walked = try walkedPage(page, rowBudget: topics.count * Int(seekCost), db) { names[$0] }
+        let walked = try walkedPage(page, rowBudget: topics.count * Int(seekCost), db, topics: &known) { names[$0] }
         guard let stoppedAt = walked.stoppedAt else { return walked.page }
         var rest = page
         rest.lower = stoppedAt
@@ -168,21 +172,31 @@ enum JournalQueries {
     /// `rowBudget`, the walk stops after that many rows with the page not full, and says at which
     /// offset (`stoppedAt`: every matching record up to it is in the page).
     static func walkedPage(
-        _ page: PageBounds, rowBudget: Int?, _ db: Database, matching: (Int64) throws -> String?
+        _ page: PageBounds, rowBudget: Int?, _ db: Database, topics: inout [Int64: (name: String, keptFrom: Int64)?],
+        matching: (Int64) throws -> String?
     ) throws -> (page: ReplayPage, stoppedAt: Int64?) {
-        /// Per topic id: its name and lowest kept offset when it matches, nil when it does not.
-        var topics: [Int64: (name: String, keptFrom: Int64)?] = [:]
         var records: [RetainedRecord] = []
+        records.reserveCapacity(page.limit)
         var walked = 0
-        let rows = try Row.fetchCursor(
-            try db.cachedStatement(sql: """
-                SELECT offset, topic_id, payload, is_binary, timestamp_ms FROM messages
-                WHERE offset > ? AND offset <= ? ORDER BY offset
-                """),
-            arguments: [page.lower, page.upTo])
+        // Stepped through the C API: a row costs no GRDB Row, no Data, one copy of its payload.
+        let statement = try db.cachedStatement(sql: """
+            SELECT offset, topic_id, payload, is_binary, timestamp_ms FROM messages
+            WHERE offset > ? AND offset <= ? ORDER BY offset
+            """)
+        try statement.setArguments([page.lower, page.upTo])
+        let rows = statement.sqliteStatement
+        defer { sqlite3_reset(rows) }
         var last = page.lower
-        while let row = try rows.next() {
-            let offset: Int64 = row[0], topicID: Int64 = row[1]
+        while true {
+            let code = sqlite3_step(rows)
+            guard code == SQLITE_ROW else {
+                guard code == SQLITE_DONE else {
+                    throw DatabaseError(
+                        resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                }
+                break
+            }
+            let offset = sqlite3_column_int64(rows, 0), topicID = sqlite3_column_int64(rows, 1)
             if let rowBudget, walked == rowBudget { return (ReplayPage(records: records, isLast: false), last) }
             walked += 1
             let topic: (name: String, keptFrom: Int64)?
@@ -194,7 +208,13 @@ enum JournalQueries {
             }
             if let topic, offset >= topic.keptFrom {
                 if records.count == page.limit { return (ReplayPage(records: records, isLast: false), nil) }
-                records.append(try record(row, topic: topic.name, payloadColumn: 2))
+                let length = Int(sqlite3_column_bytes(rows, 2))
+                let payload = length > 0
+                    ? ByteBuffer(bytes: UnsafeRawBufferPointer(start: sqlite3_column_blob(rows, 2), count: length))
+                    : ByteBuffer()
+                records.append(RetainedRecord(
+                    offset: UInt64(offset), topic: topic.name, payload: payload,
+                    isBinary: sqlite3_column_int(rows, 3) != 0, timestampMilliseconds: sqlite3_column_int64(rows, 4)))
             }
             last = offset
         }

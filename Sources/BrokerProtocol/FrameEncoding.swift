@@ -35,11 +35,22 @@ public enum ServerFrame {
     /// Writes the header in front of the body that `begin`'s buffer now holds.
     public static func finish(_ buffer: inout ByteBuffer, _ opcode: Opcode, rsv1: Bool = false) {
         let length = buffer.readableBytes
-        let headerBytes = length < 126 ? 2 : (length <= Int(UInt16.max) ? 4 : 10)
-        let start = maxHeaderBytes - headerBytes
+        let start = maxHeaderBytes - headerBytes(forBody: length)
+        setHeader(in: &buffer, at: start, opcode, rsv1: rsv1, bodyLength: length)
+        buffer.moveReaderIndex(to: start)
+    }
+
+    /// The length of a header for a body of `length` bytes: 2, 4 or 10.
+    static func headerBytes(forBody length: Int) -> Int {
+        length < 126 ? 2 : (length <= Int(UInt16.max) ? 4 : 10)
+    }
+
+    /// Sets the header of a frame whose body of `bodyLength` bytes follows at `start` + the
+    /// header's length.
+    private static func setHeader(in buffer: inout ByteBuffer, at start: Int, _ opcode: Opcode, rsv1: Bool, bodyLength length: Int) {
         let first: UInt8 = 0x80 | (rsv1 ? 0x40 : 0) | opcode.rawValue
         buffer.setInteger(first, at: start)
-        switch headerBytes {
+        switch headerBytes(forBody: length) {
         case 2: buffer.setInteger(UInt8(length), at: start + 1)
         case 4:
             buffer.setInteger(UInt8(126), at: start + 1)
@@ -48,7 +59,6 @@ public enum ServerFrame {
             buffer.setInteger(UInt8(127), at: start + 1)
             buffer.setInteger(UInt64(length), at: start + 2)
         }
-        buffer.moveReaderIndex(to: start)
     }
 
     /// The opcode and body of a complete, unmasked frame made by `encode` (nil if it is not one).
@@ -91,30 +101,31 @@ public enum ServerFrame {
     }
 
     /// Appends a text frame whose body `writeBody` writes to `buffer`, after the frames it may
-    /// already hold, so that many replies can share one buffer and one write. Bodies under 126
-    /// bytes (acks, pongs: the common case) are written in place; a longer one is moved once to
-    /// make room for its extended length.
+    /// already hold, so that many replies can share one buffer and one write (acks, pongs: bodies
+    /// under 126 bytes, written in place).
     public static func appendText(to buffer: inout ByteBuffer, _ writeBody: (inout ByteBuffer) -> Void) {
+        append(.text, to: &buffer, expectedBodyBytes: 0, writeBody)
+    }
+
+    /// Appends a frame whose body `writeBody` writes to `buffer`, after the frames it may already
+    /// hold: a replay page goes out as one buffer and one write. The header is sized for
+    /// `expectedBodyBytes`; a body that turns out to need another size of header is moved once.
+    public static func append(
+        _ opcode: Opcode, to buffer: inout ByteBuffer, expectedBodyBytes: Int, _ writeBody: (inout ByteBuffer) -> Void
+    ) {
         let start = buffer.writerIndex
-        buffer.writeInteger(UInt16(0))  // a two-byte header, filled in below
+        let reserved = headerBytes(forBody: expectedBodyBytes)
+        buffer.writeRepeatingByte(0, count: reserved)
         writeBody(&buffer)
-        let length = buffer.writerIndex - start - 2
-        if length < 126 {
-            buffer.setInteger(UInt8(0x80 | Opcode.text.rawValue), at: start)
-            buffer.setInteger(UInt8(length), at: start + 1)
-            return
+        let length = buffer.writerIndex - start - reserved
+        let needed = headerBytes(forBody: length)
+        if needed != reserved {
+            let body = buffer.getBytes(at: start + reserved, length: length)!
+            buffer.moveWriterIndex(to: start)
+            buffer.writeRepeatingByte(0, count: needed)
+            buffer.writeBytes(body)
         }
-        let body = buffer.getBytes(at: start + 2, length: length)!
-        buffer.moveWriterIndex(to: start)
-        buffer.writeInteger(UInt8(0x80 | Opcode.text.rawValue))
-        if length <= Int(UInt16.max) {
-            buffer.writeInteger(UInt8(126))
-            buffer.writeInteger(UInt16(length))
-        } else {
-            buffer.writeInteger(UInt8(127))
-            buffer.writeInteger(UInt64(length))
-        }
-        buffer.writeBytes(body)
+        setHeader(in: &buffer, at: start, opcode, rsv1: false, bodyLength: length)
     }
 
     /// A text frame holding one JSON reply made by `ServerMessageEncoder`.

@@ -20,6 +20,12 @@ struct ConnectionTraffic: Sendable, Equatable {
         messagesOut &+= 1
         bytesOut &+= frameBytes
     }
+
+    /// `count` messages written in frames of `bytes` in all.
+    mutating func sent(_ count: Int, bytes: Int) {
+        messagesOut &+= count
+        bytesOut &+= bytes
+    }
 }
 
 /// One open connection as `GET /api/connections` reports it: a copy taken on its loop.

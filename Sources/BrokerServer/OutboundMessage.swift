@@ -62,4 +62,20 @@ package final class OutboundMessage: Sendable {
             ServerMessageEncoder.message(topic: topic, data: payload, offset: offset, replay: replay, into: &buffer)
         }
     }
+
+    /// Appends the frame `encodeFrame` makes to `buffer` (a replay page: many frames, one buffer).
+    static func appendFrame(
+        topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool, to buffer: inout ByteBuffer
+    ) {
+        let expected = payload.readableBytes + topic.utf8.count + 64
+        if isBinary {
+            ServerFrame.append(.binary, to: &buffer, expectedBodyBytes: expected) { buffer in
+                BinaryCodec.encodeMessage(topic: topic, payload: payload, offset: offset, replay: replay, into: &buffer)
+            }
+        } else {
+            ServerFrame.append(.text, to: &buffer, expectedBodyBytes: expected) { buffer in
+                ServerMessageEncoder.message(topic: topic, data: payload, offset: offset, replay: replay, into: &buffer)
+            }
+        }
+    }
 }

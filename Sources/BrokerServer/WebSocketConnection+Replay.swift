@@ -14,12 +14,16 @@ struct ReplayJob {
     var upTo: UInt64 = 0
     /// Offset of the last record replayed (the next page starts after it).
     var cursor: UInt64 = 0
+    /// Which topics match, learned on one page and kept for the next (wildcard filters only:
+    /// an exact filter has one topic, looked up once per page).
+    let topicCache: ReplayTopicCache?
 
     init(filter: String, id: RequestID?, selection: ReplaySelection, recovered: Bool?) {
         self.filter = filter
         self.id = id
         self.selection = selection
         self.recovered = recovered
+        self.topicCache = Topic.isWildcard(filter) ? ReplayTopicCache() : nil
         if case .since(let since) = selection { cursor = since }
     }
 }
@@ -74,7 +78,7 @@ extension WebSocketConnection {
         guard let job = replay else { return }
         let query = ReplayQuery(
             filter: job.filter, selection: job.selection, after: job.cursor, upTo: job.upTo,
-            limit: broker.configuration.replayPageSize)
+            limit: broker.configuration.replayPageSize, topicCache: job.topicCache)
         broker.journal.replayPage(query, on: eventLoop).assumeIsolated().whenComplete { result in
             self.replayPageRead(result)
         }
@@ -88,13 +92,7 @@ extension WebSocketConnection {
             sendError(RequestError(.internal, "replay of retained messages failed", id: job.id))
             finishReplay()
         case .success(let page):
-            for record in page.records {
-                let frame = OutboundMessage.encodeFrame(
-                    topic: record.topic, payload: record.payload, isBinary: record.isBinary,
-                    offset: record.offset, replay: true, allocator: allocator)
-                traffic.sent(frame.readableBytes)
-                writeData(frame)
-            }
+            writeReplayed(page.records)
             if let last = page.records.last { lifecycle.updateReplay { $0.cursor = last.offset } }
             shard.counters.replayedMessages &+= page.records.count
             switch lifecycle.pageWritten(isLast: page.isLast || page.records.isEmpty, writable: isWritable) {
@@ -103,6 +101,32 @@ extension WebSocketConnection {
             case .finish: finishReplay()
             }
         }
+    }
+
+    /// Writes a page's records: as one buffer of frames (one allocation and one write for the
+    /// page), or frame by frame where each is compressed on its own.
+    private func writeReplayed(_ records: [RetainedRecord]) {
+        guard deflate == nil else {
+            for record in records {
+                let frame = OutboundMessage.encodeFrame(
+                    topic: record.topic, payload: record.payload, isBinary: record.isBinary,
+                    offset: record.offset, replay: true, allocator: allocator)
+                traffic.sent(frame.readableBytes)
+                writeData(frame)
+            }
+            return
+        }
+        guard !records.isEmpty else { return }
+        var capacity = 0
+        for record in records { capacity += record.payload.readableBytes + record.topic.utf8.count + 80 }
+        var frames = allocator.buffer(capacity: capacity)
+        for record in records {
+            OutboundMessage.appendFrame(
+                topic: record.topic, payload: record.payload, isBinary: record.isBinary,
+                offset: record.offset, replay: true, to: &frames)
+        }
+        traffic.sent(records.count, bytes: frames.readableBytes)
+        write(frames)
     }
 
     /// Ends the replay, releases what was held back and serves the requests that waited. If the

@@ -29,16 +29,24 @@ import Testing
         var records: [RetainedRecord] = []
         var statements: Set<String> = []
         var instructions = 0
+        /// Lookups of a topic's name by id (the walk's matching of a topic it meets).
+        var nameLookups = 0
     }
 
     final class Ticks: @unchecked Sendable { var count = 0 }
     static let granularity: CInt = 100
 
-    static func cost(_ filter: String, _ selection: ReplaySelection, upTo: UInt64, pageSize: Int = 512, _ db: Database) throws -> Cost {
+    static func cost(
+        _ filter: String, _ selection: ReplaySelection, upTo: UInt64, pageSize: Int = 512,
+        topicCache: ReplayTopicCache? = nil, _ db: Database
+    ) throws -> Cost {
         var cost = Cost()
         let ticks = Ticks()
         db.trace(options: .statement) { event in
-            if case .statement(let statement) = event { cost.statements.insert(statement.sql) }
+            if case .statement(let statement) = event {
+                cost.statements.insert(statement.sql)
+                if statement.sql == "SELECT name FROM topics WHERE id = ?" { cost.nameLookups += 1 }
+            }
         }
         sqlite3_progress_handler(db.sqliteConnection, granularity, { context in
             Unmanaged<Ticks>.fromOpaque(context!).takeUnretainedValue().count += 1
@@ -51,7 +59,9 @@ import Testing
         var after: UInt64 = 0
         while true {
             let page = try JournalQueries.replayPage(
-                ReplayQuery(filter: filter, selection: selection, after: after, upTo: upTo, limit: pageSize), db)
+                ReplayQuery(
+                    filter: filter, selection: selection, after: after, upTo: upTo, limit: pageSize,
+                    topicCache: topicCache), db)
             cost.records += page.records
             if page.isLast { break }
             after = page.records.last!.offset
@@ -66,6 +76,28 @@ import Testing
         let parameters = Int(sqlite3_bind_parameter_count(statement.sqliteStatement))
         let arguments = StatementArguments([DatabaseValue](repeating: .null, count: parameters))
         return try Row.fetchAll(statement, arguments: arguments).map { $0["detail"] as String }
+    }
+
+    /// A replay keeps what it learned about topics from page to page (`ReplayTopicCache`): its
+    /// later pages look no topic up again, and the records are the same as without it.
+    @Test(arguments: [ReplaySelection.since(0), .since(9_000), .history(7)])
+    func aReplayLooksEachTopicUpOnceAcrossItsPages(selection: ReplaySelection) async throws {
+        let directory = makeTemporaryDirectory()
+        let journal = try SQLiteJournal.open(directory: directory, logger: quietLogger)
+        // Round-robin over 300 topics, of which 200 match: every page meets most of them.
+        await Self.appendMany(journal, count: 15_000) { $0 % 3 == 2 ? "other/\($0 % 300)" : "bench/\($0 % 300)" }
+        let upTo = await journal.snapshot()
+        await journal.close()
+
+        let queue = try DatabaseQueue(path: directory + "/journal.sqlite")
+        try await queue.read { db in
+            let fresh = try Self.cost("bench/#", selection, upTo: upTo, pageSize: 100, db)
+            let cached = try Self.cost("bench/#", selection, upTo: upTo, pageSize: 100, topicCache: ReplayTopicCache(), db)
+            #expect(!cached.records.isEmpty)
+            #expect(cached.records == fresh.records)
+            #expect(cached.nameLookups <= 300, "each topic met is looked up once")
+            #expect(fresh.nameLookups > 2 * 300, "without the cache, every page looks its topics up again")
+        }
     }
 
     @Test func wildcardReplayReadsOnlyTheMatchingTopicsThroughTheIndex() async throws {

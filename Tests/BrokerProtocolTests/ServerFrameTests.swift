@@ -49,6 +49,25 @@ struct ServerFrameTests {
         #expect(buffer.bytes == small.bytes + single.bytes + small.bytes)
     }
 
+    /// A replay page appends frames whose header was sized for a guess of the body's length: a
+    /// wrong guess, in either direction and across both length boundaries, still makes the frame
+    /// `encode` makes.
+    @Test(
+        "appended frames equal encoded ones, whatever length was expected",
+        arguments: [0, 1, 125, 126, 127, 65_535, 65_536, 70_000], [0, 126, 200, 65_536, 70_000])
+    func appendedFramesWithAnyExpectedLength(length: Int, expected: Int) throws {
+        let payload = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+        let small = ServerFrame.encode(.text, payload: ByteBuffer(string: "{}"), allocator: Self.allocator)
+        for opcode in [ServerFrame.Opcode.text, .binary] {
+            let single = ServerFrame.encode(opcode, payload: ByteBuffer(bytes: payload), allocator: Self.allocator)
+            var buffer = Self.allocator.buffer(capacity: 16)
+            ServerFrame.appendText(to: &buffer) { $0.writeString("{}") }
+            ServerFrame.append(opcode, to: &buffer, expectedBodyBytes: expected) { $0.writeBytes(payload) }
+            ServerFrame.appendText(to: &buffer) { $0.writeString("{}") }
+            #expect(buffer.bytes == small.bytes + single.bytes + small.bytes)
+        }
+    }
+
     @Test(
         "opcodes, FIN always set",
         arguments: [
