@@ -208,10 +208,10 @@ enum JournalQueries {
             }
             if let topic, offset >= topic.keptFrom {
                 if records.count == page.limit { return (ReplayPage(records: records, isLast: false), nil) }
+                // The pointer first, then its length (SQLite's documented order).
+                let blob = sqlite3_column_blob(rows, 2)
                 let length = Int(sqlite3_column_bytes(rows, 2))
-                let payload = length > 0
-                    ? ByteBuffer(bytes: UnsafeRawBufferPointer(start: sqlite3_column_blob(rows, 2), count: length))
-                    : ByteBuffer()
+                let payload = length > 0 ? ByteBuffer(bytes: UnsafeRawBufferPointer(start: blob, count: length)) : ByteBuffer()
                 records.append(RetainedRecord(
                     offset: UInt64(offset), topic: topic.name, payload: payload,
                     isBinary: sqlite3_column_int(rows, 3) != 0, timestampMilliseconds: sqlite3_column_int64(rows, 4)))
