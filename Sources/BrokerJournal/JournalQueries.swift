@@ -190,10 +190,7 @@ enum JournalQueries {
         while true {
             let code = sqlite3_step(rows)
             guard code == SQLITE_ROW else {
-                guard code == SQLITE_DONE else {
-                    throw DatabaseError(
-                        resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
-                }
+                guard code == SQLITE_DONE else { throw db.stepError(code) }
                 break
             }
             let offset = sqlite3_column_int64(rows, 0), topicID = sqlite3_column_int64(rows, 1)
@@ -291,5 +288,12 @@ enum JournalQueries {
             topics.append(RetainedTopic(topic: name, messages: messages, lastOffset: UInt64(lastOffset)))
         }
         return RetainedTopicsPage(topics: topics, isLast: true)
+    }
+}
+
+extension Database {
+    /// The error for a statement stepped through SQLite's C API that returned `code`.
+    func stepError(_ code: CInt) -> DatabaseError {
+        DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(sqliteConnection)))
     }
 }

@@ -206,11 +206,7 @@ final class JournalWriter: @unchecked Sendable {
                             sqlite3_reset(statement)
                             return code
                         }
-                        guard code == SQLITE_DONE else {
-                            throw DatabaseError(
-                                resultCode: ResultCode(rawValue: code),
-                                message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
-                        }
+                        guard code == SQLITE_DONE else { throw db.stepError(code) }
                         next.messageCount += 1
                         next.payloadBytes += Int64(length)
                     }

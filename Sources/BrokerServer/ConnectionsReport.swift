@@ -17,8 +17,7 @@ struct ConnectionTraffic: Sendable, Equatable {
     }
 
     mutating func sent(_ frameBytes: Int) {
-        messagesOut &+= 1
-        bytesOut &+= frameBytes
+        sent(1, bytes: frameBytes)
     }
 
     /// `count` messages written in frames of `bytes` in all.

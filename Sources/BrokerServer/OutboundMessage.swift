@@ -52,14 +52,10 @@ package final class OutboundMessage: Sendable {
     static func encodeFrame(
         topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool, allocator: ByteBufferAllocator
     ) -> ByteBuffer {
-        let capacity = payload.readableBytes + topic.utf8.count + 64
-        if isBinary {
-            return ServerFrame.encode(.binary, allocator: allocator, bodyCapacity: capacity) { buffer in
-                BinaryCodec.encodeMessage(topic: topic, payload: payload, offset: offset, replay: replay, into: &buffer)
-            }
-        }
-        return ServerFrame.encode(.text, allocator: allocator, bodyCapacity: capacity) { buffer in
-            ServerMessageEncoder.message(topic: topic, data: payload, offset: offset, replay: replay, into: &buffer)
+        ServerFrame.encode(
+            isBinary ? .binary : .text, allocator: allocator, bodyCapacity: bodyBytesEstimate(topic: topic, payload: payload)
+        ) { buffer in
+            encodeBody(topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, into: &buffer)
         }
     }
 
@@ -67,15 +63,26 @@ package final class OutboundMessage: Sendable {
     static func appendFrame(
         topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool, to buffer: inout ByteBuffer
     ) {
-        let expected = payload.readableBytes + topic.utf8.count + 64
+        ServerFrame.append(
+            isBinary ? .binary : .text, to: &buffer, expectedBodyBytes: bodyBytesEstimate(topic: topic, payload: payload)
+        ) { buffer in
+            encodeBody(topic: topic, payload: payload, isBinary: isBinary, offset: offset, replay: replay, into: &buffer)
+        }
+    }
+
+    /// About what a message frame's body takes: the payload, the topic, and room for the envelope
+    /// with the longest offset (JSON keys and quotes, or the binary layout's header).
+    static func bodyBytesEstimate(topic: String, payload: ByteBuffer) -> Int {
+        payload.readableBytes + topic.utf8.count + 64
+    }
+
+    private static func encodeBody(
+        topic: String, payload: ByteBuffer, isBinary: Bool, offset: UInt64?, replay: Bool, into buffer: inout ByteBuffer
+    ) {
         if isBinary {
-            ServerFrame.append(.binary, to: &buffer, expectedBodyBytes: expected) { buffer in
-                BinaryCodec.encodeMessage(topic: topic, payload: payload, offset: offset, replay: replay, into: &buffer)
-            }
+            BinaryCodec.encodeMessage(topic: topic, payload: payload, offset: offset, replay: replay, into: &buffer)
         } else {
-            ServerFrame.append(.text, to: &buffer, expectedBodyBytes: expected) { buffer in
-                ServerMessageEncoder.message(topic: topic, data: payload, offset: offset, replay: replay, into: &buffer)
-            }
+            ServerMessageEncoder.message(topic: topic, data: payload, offset: offset, replay: replay, into: &buffer)
         }
     }
 }

@@ -49,8 +49,7 @@ final class RetainedPublication: JournalAppendRequest, @unchecked Sendable {
         self.outbox = outbox
         self.started = .now()
         self.allocator = allocator
-        // Room for the longest offset and the closing brace.
-        frame = ServerFrame.begin(allocator: allocator, bodyCapacity: payload.readableBytes + topic.utf8.count + 64)
+        frame = ServerFrame.begin(allocator: allocator, bodyCapacity: OutboundMessage.bodyBytesEstimate(topic: topic, payload: payload))
         payloadLength = payload.readableBytes
         if isBinary {
             binaryOffsetIndex = BinaryCodec.encodeMessageAwaitingOffset(topic: topic, payload: payload, into: &frame)

@@ -118,7 +118,10 @@ extension WebSocketConnection {
         }
         guard !records.isEmpty else { return }
         var capacity = 0
-        for record in records { capacity += record.payload.readableBytes + record.topic.utf8.count + 80 }
+        for record in records {
+            // A header of at most 10 bytes in front of each body.
+            capacity += 10 + OutboundMessage.bodyBytesEstimate(topic: record.topic, payload: record.payload)
+        }
         var frames = allocator.buffer(capacity: capacity)
         for record in records {
             OutboundMessage.appendFrame(
