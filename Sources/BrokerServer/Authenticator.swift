@@ -36,6 +36,24 @@ public struct Identity: Sendable, Equatable {
     public static let open = Identity(kind: .anonymous, permissions: .everything)
 }
 
+/// An `Identity` by reference, so that a connection holds a pointer to it; the clients of an open
+/// broker all share `open`.
+final class IdentityBox: Sendable {
+    let identity: Identity
+
+    init(_ identity: Identity) { self.identity = identity }
+
+    static let open = IdentityBox(.open)
+
+    /// A box for `identity`: a shared one when it is the open broker's or `authenticator`'s
+    /// anonymous identity, a new one for a token's.
+    static func shared(for identity: Identity, authenticator: Authenticator?) -> IdentityBox {
+        if identity == open.identity { return open }
+        if let anonymous = authenticator?.anonymousIdentity, anonymous.identity == identity { return anonymous }
+        return IdentityBox(identity)
+    }
+}
+
 /// Why credentials were refused: answered with 401 (`WWW-Authenticate: Bearer`) before an
 /// upgrade, with `error` `unauthorized` to a `refresh`.
 public struct AuthRefusal: Error, Sendable, Equatable, CustomStringConvertible {
@@ -145,6 +163,8 @@ public final class Authenticator: Sendable {
     public let anonymous: Permissions?
     /// Whether any credential is configured (a JWT key, client tokens, the API key).
     public let hasCredentials: Bool
+    /// The identity of every anonymous client, boxed once for all of their connections.
+    let anonymousIdentity: IdentityBox?
 
     /// How far in the future a token's `nbf` may be (clock skew between the issuer and the broker).
     /// `exp` takes none: a token is refused from its `exp` on, which is also when an open
@@ -169,6 +189,7 @@ public final class Authenticator: Sendable {
         self.maxTopicBytes = configuration.maxTopicBytes
         self.hasCredentials = jwt != nil || !tokens.isEmpty
         self.anonymous = Self.anonymousPermissions(configuration, hasCredentials: hasCredentials)
+        self.anonymousIdentity = anonymous.map { IdentityBox(Identity(kind: .anonymous, permissions: $0)) }
     }
 
     /// Anonymous clients: the anonymous lists when either is set; otherwise everything on an open

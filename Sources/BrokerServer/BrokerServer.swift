@@ -162,7 +162,7 @@ public final class BrokerServer: Sendable {
             // NIO keeps a connection's last receive buffer for its next read, so an idle
             // connection holds one for good: start it at 512 bytes (an upgrade request, a
             // subscribe) instead of NIO's 2 KiB. It grows after any read that fills it.
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536))
+            .childChannelOption(.recvAllocator, value: CompactRecvAllocator(minimum: 64, initial: 512, maximum: 65_536))
             .childChannelOption(.writeBufferWaterMark, value: configuration.outboundWaterMark)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

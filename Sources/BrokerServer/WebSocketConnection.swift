@@ -34,14 +34,23 @@ final class WebSocketConnection: ChannelDuplexHandler {
     let sessionID: String
     /// Who the client is and what it may do (Authenticator.swift), decided at the upgrade and
     /// replaced by `refresh`. Checked on every publish and subscribe.
-    var identity: Identity
+    var identity: Identity {
+        get { identityBox.identity }
+        set { identityBox = IdentityBox(newValue) }
+    }
+    /// The identity by reference: every client of an open broker shares one box, where an inline
+    /// `Identity` would cost each connection 57 bytes.
+    private var identityBox: IdentityBox
     /// Verifies the tokens of `refresh`; nil: refresh is refused.
     let authenticator: Authenticator?
     /// Subscriptions this connection may hold: the limit in force when it connected (a reload
     /// applies to new connections).
     let maxSubscriptions: Int
     /// Armed while the token has an `exp`: sends `token_expired` and closes with 1008 then.
-    var expiryTimer: Scheduled<Void>?
+    var expiryTimer: Scheduled<Void>? {
+        get { timers?.expiry }
+        set { if newValue != nil || timers != nil { armedTimers.expiry = newValue } }
+    }
     /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
     var lifecycle = ConnectionLifecycle()
     var state: ConnectionLifecycle.Phase { lifecycle.phase }
@@ -56,26 +65,50 @@ final class WebSocketConnection: ChannelDuplexHandler {
     private static let frameAllocator = ByteBufferAllocator()
     private var assembler: MessageAssembler
     private var needsFlush = false
-    /// The run of the shard's current batch this connection is owed, written at flush.
-    private var pendingBatch: TickBatch?
-    private var pendingRange = 0..<0
-    /// Control replies (acks, pongs, subscribed...) of this tick, in one buffer written at flush:
-    /// a publisher with many requests in flight gets one write for all its acks. At most one of
-    /// `pendingBatch` and `pendingReplies` is open at a time; starting one writes the other, so
-    /// the connection's frames keep their order.
-    private var pendingReplies: ByteBuffer?
-    private var closeTimer: Scheduled<Void>?
+    /// What this tick owes the peer, written at flush: a run of the shard's current batch
+    /// (TickBatch.swift), or control replies (acks, pongs, subscribed...) in one buffer, so that
+    /// a publisher with many requests in flight gets one write for all its acks. One at a time:
+    /// starting one writes the other, so the connection's frames keep their order.
+    private enum PendingWrite {
+        case nothing
+        case batch(TickBatch, Range<Int>)
+        case replies(ByteBuffer)
+    }
+    private var pending = PendingWrite.nothing
+    /// Armed by `close`: drops the TCP connection if the peer does not answer the close frame.
+    private var closeTimer: Scheduled<Void>? {
+        get { timers?.close }
+        set { if newValue != nil || timers != nil { armedTimers.close = newValue } }
+    }
     /// Armed while the connection is behind (unwritable); closes it as a slow consumer if it
     /// does not catch up in time.
-    private var slowConsumerTimer: Scheduled<Void>?
+    private var slowConsumerTimer: Scheduled<Void>? {
+        get { timers?.slowConsumer }
+        set { if newValue != nil || timers != nil { armedTimers.slowConsumer = newValue } }
+    }
+    /// The three timers above, made when the first is armed: most connections never arm one, and
+    /// three inline `Scheduled` values would cost each connection 72 bytes.
+    private var timers: ConnectionTimers?
+    private var armedTimers: ConnectionTimers {
+        if let timers { return timers }
+        let made = ConnectionTimers()
+        timers = made
+        return made
+    }
     /// Why the connection is ending, once known (for metrics).
     var disconnectReason: DisconnectReason? { lifecycle.disconnectReason }
 
     /// What this connection sent and was sent, for `GET /api/connections` (plain integers: the
     /// connection is confined to its loop).
     var traffic = ConnectionTraffic()
-    /// The peer as `host:port` (`[::1]:port` for IPv6), taken when the handler is added.
-    private(set) var remoteAddress = "?"
+    /// The peer as `host:port` (`[::1]:port` for IPv6), or as a trusted proxy named it; spelled
+    /// out when asked for (logs, `/api/connections`), not kept as a string per connection.
+    var remoteAddress: String {
+        forwardedClient ?? peerAddress.map(Self.hostAndPort) ?? "?"
+    }
+    /// The channel's remote address, taken when the handler is added (NIO forgets it at close,
+    /// when the closing log line still names the peer). Shares NIO's storage: no allocation.
+    private var peerAddress: SocketAddress?
     /// The client's address as a trusted proxy gave it (`http.trusted-proxies`), if it did.
     private let forwardedClient: String?
     /// Wall-clock time of the upgrade.
@@ -101,7 +134,7 @@ final class WebSocketConnection: ChannelDuplexHandler {
     }
 
     /// Filters this connection subscribes to, byte for byte as the trie holds them.
-    var filters: Set<BytewiseKey> = []
+    var filters = SubscriptionFilters()
 
     /// Publishes of this connection handed to the journal writer and not yet completed. While
     /// any is outstanding, live publishes are sequenced through the writer too, so that one
@@ -147,7 +180,7 @@ final class WebSocketConnection: ChannelDuplexHandler {
         self.broker = broker
         self.shard = shard
         self.mode = mode
-        self.identity = identity
+        self.identityBox = IdentityBox.shared(for: identity, authenticator: authenticator)
         self.authenticator = authenticator
         self.sessionID = broker.nextSessionID()
         let current = broker.currentConfiguration
@@ -165,7 +198,7 @@ final class WebSocketConnection: ChannelDuplexHandler {
         self.context = context
         self.lastInbound = context.eventLoop.now
         // A client named by a trusted proxy has no port we know of: its address alone.
-        self.remoteAddress = forwardedClient ?? context.channel.remoteAddress.map(Self.hostAndPort) ?? "?"
+        self.peerAddress = context.channel.remoteAddress
         self.connectedAt = Date()
         self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
         if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
@@ -196,8 +229,7 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// closed and writes nothing.
     func handlerRemoved(context: ChannelHandlerContext) {
         leave()
-        pendingBatch = nil
-        pendingReplies = nil
+        pending = .nothing
         needsFlush = false
         self.context = nil
         self.writer = nil
@@ -431,28 +463,28 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// Writes what the connection has pending: the run of this tick's batch it is owed
     /// (TickBatch.swift) or its replies, ahead of anything else it writes.
     private func writePending() {
-        writePendingBatch()
-        writePendingReplies()
-    }
-
-    private func writePendingBatch() {
-        guard let batch = pendingBatch else { return }
-        pendingBatch = nil
-        writer?.write(NIOAny(batch.slice(pendingRange)), promise: nil)
-    }
-
-    private func writePendingReplies() {
-        guard let replies = pendingReplies else { return }
-        pendingReplies = nil
-        writer?.write(NIOAny(replies), promise: nil)
+        let owed = pending
+        pending = .nothing
+        switch owed {
+        case .nothing: break
+        case .batch(let batch, let range): writer?.write(NIOAny(batch.slice(range)), promise: nil)
+        case .replies(let replies): writer?.write(NIOAny(replies), promise: nil)
+        }
     }
 
     /// Queues one JSON reply built by `body`, with the tick's other replies.
     func sendControl(_ body: (inout ByteBuffer) -> Void) {
         guard writer != nil else { return }
-        writePendingBatch()
-        if pendingReplies == nil { pendingReplies = allocator.buffer(capacity: 256) }
-        ServerFrame.appendText(to: &pendingReplies!, body)
+        var replies: ByteBuffer
+        if case .replies(let open) = pending {
+            replies = open
+        } else {
+            writePending()
+            replies = allocator.buffer(capacity: 256)
+        }
+        pending = .nothing  // `replies` is then the buffer's only reference: appending copies nothing
+        ServerFrame.appendText(to: &replies, body)
+        pending = .replies(replies)
         markNeedsFlush()
     }
 
@@ -474,15 +506,13 @@ final class WebSocketConnection: ChannelDuplexHandler {
             let compressed = takesCompressedFrame(of: message)
             let (batch, range) = shard.batchSlot(
                 topic: message.topic, frame: compressed ? message.compressedFrame! : message.frame, compressed: compressed)
-            if pendingBatch === batch, pendingRange.upperBound == range.lowerBound {
-                traffic.sent(message.frame.readableBytes)
-                pendingRange = pendingRange.lowerBound..<range.upperBound
+            traffic.sent(message.frame.readableBytes)
+            if case .batch(let open, let run) = pending, open === batch, run.upperBound == range.lowerBound {
+                pending = .batch(batch, run.lowerBound..<range.upperBound)
                 return
             }
-            traffic.sent(message.frame.readableBytes)
             writePending()
-            pendingBatch = batch
-            pendingRange = range
+            pending = .batch(batch, range)
             markNeedsFlush()
             return
         }
