@@ -120,7 +120,7 @@ final class RoutingPublisher: WSClientDelegate {
         self.run = run
         self.index = index
         readyPromise = run.loop.makePromise()
-        ownedTopics = (run.plan.topics - 1 - index) / run.plan.publishers + 1  // index < topics
+        ownedTopics = run.plan.topicCount(ofPublisher: index)
     }
 
     /// The next of its topics, round-robin.

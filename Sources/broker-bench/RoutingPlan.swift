@@ -66,7 +66,8 @@ struct RoutingPlan: Sendable {
     /// Publisher p owns topics p, p + P, p + 2P, ...
     func publisher(ofTopic t: Int) -> Int { t % publishers }
 
-    func topics(ofPublisher p: Int) -> StrideTo<Int> { stride(from: p, to: topics, by: publishers) }
+    /// How many topics publisher p (< publishers <= topics) owns.
+    func topicCount(ofPublisher p: Int) -> Int { (topics - 1 - p) / publishers + 1 }
 
     private var separator: UInt8 { target == .ours ? UInt8(ascii: "/") : UInt8(ascii: ".") }
 
