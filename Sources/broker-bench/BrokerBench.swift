@@ -7,13 +7,13 @@ import NIOPosix
 struct BrokerBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "broker-bench",
-        abstract: "Load generator for the broker: retained publish/ack/replay throughput, fan-out latency, memory per connection.",
+        abstract: "Load generator for the broker: retained publish/ack/replay throughput, fan-out latency, memory per connection, routing over many topics and wildcards.",
         discussion: """
             Every connection of a run lives on one NIO event loop thread (no task per message), so the \
             tool uses at most one core and leaves the rest to the broker (`connections` spreads its \
             connections over worker processes, one event loop each, to stay under the open-file limit).
             """,
-        subcommands: [Retained.self, Fanout.self, Connections.self])
+        subcommands: [Retained.self, Fanout.self, Connections.self, Routing.self])
 }
 
 /// Options shared by the subcommands.
@@ -76,6 +76,30 @@ enum Report {
         }
         guard let rss = field("VmRSS"), let hwm = field("VmHWM") else { return nil }
         return (rss, hwm)
+    }
+
+    /// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")  // the command name may hold spaces
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// CPU time (user + system) this process has used, in seconds.
+    static func selfCPUSeconds() -> Double {
+        var usage = rusage()
+        #if os(Linux)
+        let who = __rusage_who_t(RUSAGE_SELF.rawValue)
+        #else
+        let who = RUSAGE_SELF
+        #endif
+        guard getrusage(who, &usage) == 0 else { return 0 }
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     static func mib(_ kib: Int) -> String { String(format: "%.1f MiB", Double(kib) / 1024) }

@@ -45,7 +45,8 @@ struct BenchURL: Sendable, CustomStringConvertible {
 
 /// What a connection's owner sees. Every call happens on the connection's event loop.
 protocol WSClientDelegate: AnyObject {
-    /// The broker's `welcome` arrived.
+    /// The broker's `welcome` arrived (or, for a client made with `expectsWelcome: false`, the
+    /// upgrade succeeded).
     func ready(_ client: WSClient)
     /// A text (`isBinary == false`) or binary message; `payload` is only valid during the call.
     func received(_ client: WSClient, payload: ByteBuffer, isBinary: Bool)
@@ -56,6 +57,10 @@ protocol WSClientDelegate: AnyObject {
 /// parser over the cumulated bytes (server frames are unmasked and unfragmented) and masked
 /// frames written into one outbound buffer that is flushed once per read burst (or by `flush()`).
 /// No per-message allocations beyond the outbound buffer growth.
+///
+/// Made with `expectsWelcome: false` it speaks WebSocket only, for another broker's protocol
+/// (NATS): it is ready once upgraded and hands every data frame (continuations included) to the
+/// delegate, whose protocol may split its messages across frames.
 final class WSClient: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -74,10 +79,16 @@ final class WSClient: ChannelInboundHandler {
     /// Send the headers a browser sends with its upgrade request (about 600 bytes instead of
     /// 150): what the broker holds per connection depends on how its first read went.
     private let browserHandshake: Bool
+    /// Whether the first frame must be our broker's `welcome`.
+    private let expectsWelcome: Bool
 
-    init(url: BenchURL, delegate: any WSClientDelegate, eventLoop: any EventLoop, browserHandshake: Bool = false) {
+    init(
+        url: BenchURL, delegate: any WSClientDelegate, eventLoop: any EventLoop, browserHandshake: Bool = false,
+        expectsWelcome: Bool = true
+    ) {
         self.url = url
         self.browserHandshake = browserHandshake
+        self.expectsWelcome = expectsWelcome
         self.delegate = delegate
         self.readyPromise = eventLoop.makePromise()
         let key = UInt32.random(in: 1 ... .max)
@@ -126,6 +137,11 @@ final class WSClient: ChannelInboundHandler {
                 return
             }
             upgraded = true
+            if !expectsWelcome {
+                welcomed = true
+                readyPromise.succeed(())
+                delegate.ready(self)
+            }
         }
         parseFrames()
         if inbound.readableBytes == 0 {
@@ -169,6 +185,8 @@ final class WSClient: ChannelInboundHandler {
                 } else {
                     delegate.received(self, payload: payload, isBinary: isBinary)
                 }
+            case 0x0 where !expectsWelcome:
+                delegate.received(self, payload: payload, isBinary: true)
             case 0x9:
                 appendFrame(opcode: 0xA, payload: payload)
             case 0x8:
@@ -263,13 +281,16 @@ final class WSClient: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(chunk), promise: nil)
     }
 
-    /// Connects and upgrades; the future completes when the broker's `welcome` arrived.
+    /// Connects and upgrades; the future completes when the broker's `welcome` arrived (when
+    /// upgraded, with `expectsWelcome: false`).
     /// With `source`, the socket is bound to that local address (port 0) before it connects.
     static func connect(
         url: BenchURL, on eventLoop: any EventLoop, delegate: any WSClientDelegate, source: SocketAddress? = nil,
-        browserHandshake: Bool = false
+        browserHandshake: Bool = false, expectsWelcome: Bool = true
     ) -> (WSClient, EventLoopFuture<Void>) {
-        let client = WSClient(url: url, delegate: delegate, eventLoop: eventLoop, browserHandshake: browserHandshake)
+        let client = WSClient(
+            url: url, delegate: delegate, eventLoop: eventLoop, browserHandshake: browserHandshake,
+            expectsWelcome: expectsWelcome)
         let bound = NIOLoopBound(client, eventLoop: eventLoop)
         var bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
