@@ -185,9 +185,8 @@ public final class BrokerServer: Sendable {
         let refusal = NIOLoopBound(UpgradeRefusal(), eventLoop: channel.eventLoop)
         // The client a trusted proxy named, when it is not the TCP peer.
         let forwardedClient = NIOLoopBoundBox<String?>(nil, eventLoop: channel.eventLoop)
-        let upgrader = NIOWebSocketServerUpgrader(
+        let upgrader = WebSocketUpgrader(
             maxFrameSize: configuration.maxFrameBytes,
-            automaticErrorHandling: false,
             shouldUpgrade: { channel, head in
                 let path = Self.path(of: head.uri)
                 // Refused: no upgrade; HTTPRequestHandler answers with the status and reason.
@@ -221,9 +220,6 @@ public final class BrokerServer: Sendable {
                     let operations = channel.pipeline.syncOperations
                     let http = try operations.context(name: HTTPRequestHandler.name)
                     operations.removeHandler(context: http, promise: nil)
-                    // Behind TLS when there is TLS: frames written here must be encrypted.
-                    let tls = try? operations.handler(type: NIOSSLServerHandler.self)
-                    try operations.addHandler(HeadWriter(), position: tls.map { .after($0) } ?? .first)
                     let shard = broker.shard(for: channel.eventLoop)
                     let deflate = Self.deflateAgreement(head, configuration: configuration)
                     let identity = admitted.value ?? Identity(kind: .anonymous, permissions: .nothing)

@@ -9,12 +9,14 @@ import NIOWebSocket
 ///
 /// Confined to its channel's event loop. Inbound frames become messages through
 /// `MessageAssembler`; requests are served in the extensions in `WebSocketConnection+*.swift`.
-/// Outbound frames are complete, pre-encoded buffers written at the head of the pipeline and
-/// flushed once per event-loop tick by the shard.
+/// Outbound frames are complete, pre-encoded buffers written straight to the socket (NIO's frame
+/// encoder is not in the pipeline: WebSocketUpgrader.swift) and flushed once per event-loop tick
+/// by the shard.
 final class WebSocketConnection: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
-    /// Nothing is written through this handler (frames go through `writer`); it is duplex only
-    /// to hold back the channel's reads while reading is paused (`readPauses`).
+    /// Nothing is written through this handler (it writes its frames through its own context,
+    /// to the socket: no outbound handler sits between, but TLS's when there is TLS); it is
+    /// duplex only to hold back the channel's reads while reading is paused (`readPauses`).
     typealias OutboundIn = ByteBuffer
 
     enum Mode {
@@ -54,11 +56,10 @@ final class WebSocketConnection: ChannelDuplexHandler {
     /// Open, replaying, draining, closing, closed: the rules live in `ConnectionLifecycle`.
     var lifecycle = ConnectionLifecycle()
     var state: ConnectionLifecycle.Phase { lifecycle.phase }
-    /// This handler's context and the one it writes frames through (HeadWriter's), from
-    /// `handlerAdded` to `handlerRemoved`. Released there: the context holds the handler, so
-    /// keeping it would keep both alive after the channel is gone.
+    /// This handler's context, which it writes its frames through, from `handlerAdded` to
+    /// `handlerRemoved`. Released there: the context holds the handler, so keeping it would keep
+    /// both alive after the channel is gone.
     private(set) var context: ChannelHandlerContext?
-    private var writer: ChannelHandlerContext?
     /// Where frames are allocated: the default allocator, which is what every channel of the
     /// broker has (a stored copy of its four closures would cost each connection 32 bytes).
     var allocator: ByteBufferAllocator { Self.frameAllocator }
@@ -200,8 +201,6 @@ final class WebSocketConnection: ChannelDuplexHandler {
         // A client named by a trusted proxy has no port we know of: its address alone.
         self.peerAddress = context.channel.remoteAddress
         self.connectedAt = Date()
-        self.writer = try? context.pipeline.syncOperations.context(handlerType: HeadWriter.self)
-        if self.writer == nil { self.writer = context }  // unit tests without a HeadWriter
         shard.add(self)
         shard.counters.connects &+= 1
         if deflate != nil { broker.compressingConnections.wrappingIncrement(ordering: .relaxed) }
@@ -232,7 +231,6 @@ final class WebSocketConnection: ChannelDuplexHandler {
         pending = .nothing
         needsFlush = false
         self.context = nil
-        self.writer = nil
     }
 
     /// Leaves the shard and ends every subscription and wait; once, whichever of channelInactive
@@ -379,8 +377,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
             var echoed = payload
             let code = echoed.readInteger(as: UInt16.self) ?? UInt16(webSocketErrorCode: .normalClosure)
             let frame = ServerFrame.close(code: code, reason: "", allocator: allocator)
-            guard let writer, let channel = self.context?.channel else { return }
-            writer.writeAndFlush(NIOAny(frame)).whenComplete { _ in channel.close(promise: nil) }
+            guard let context else { return }
+            let channel = context.channel
+            context.writeAndFlush(NIOAny(frame)).whenComplete { _ in channel.close(promise: nil) }
         default:
             break
         }
@@ -390,9 +389,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
 
     /// Queues a complete frame; the shard flushes this connection at the end of the tick.
     func write(_ frame: ByteBuffer) {
-        guard let writer else { return }
+        guard let context else { return }
         writePending()
-        writer.write(NIOAny(frame), promise: nil)
+        context.write(NIOAny(frame), promise: nil)
         markNeedsFlush()
     }
 
@@ -452,9 +451,9 @@ final class WebSocketConnection: ChannelDuplexHandler {
     func flushIfNeeded() {
         guard needsFlush else { return }
         needsFlush = false
-        guard let writer else { return }
+        guard let context else { return }
         writePending()
-        writer.flush()
+        context.flush()
         if slowConsumerTimer != nil, bufferedBytes > broker.configuration.maxOutboundBytes {
             closeSlowConsumer(because: "queue over max-outbound-bytes")
         }
@@ -467,14 +466,14 @@ final class WebSocketConnection: ChannelDuplexHandler {
         pending = .nothing
         switch owed {
         case .nothing: break
-        case .batch(let batch, let range): writer?.write(NIOAny(batch.slice(range)), promise: nil)
-        case .replies(let replies): writer?.write(NIOAny(replies), promise: nil)
+        case .batch(let batch, let range): context?.write(NIOAny(batch.slice(range)), promise: nil)
+        case .replies(let replies): context?.write(NIOAny(replies), promise: nil)
         }
     }
 
     /// Queues one JSON reply built by `body`, with the tick's other replies.
     func sendControl(_ body: (inout ByteBuffer) -> Void) {
-        guard writer != nil else { return }
+        guard context != nil else { return }
         var replies: ByteBuffer
         if case .replies(let open) = pending {
             replies = open
@@ -605,14 +604,14 @@ final class WebSocketConnection: ChannelDuplexHandler {
     }
 
     private func sendPing(at now: NIODeadline) {
-        guard let writer else { return }
+        guard let context else { return }
         keepalive = .pingQueued(since: now)
         writePending()
         let written = eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenSuccess { [self] in
             if case .pingQueued = keepalive { keepalive = .awaitingPong(since: eventLoop.now) }
         }
-        writer.write(NIOAny(ServerFrame.encode(.ping, payload: ByteBuffer(), allocator: allocator)), promise: written)
+        context.write(NIOAny(ServerFrame.encode(.ping, payload: ByteBuffer(), allocator: allocator)), promise: written)
         markNeedsFlush()
     }
 

@@ -30,7 +30,6 @@ import Testing
         for index in 0..<10_000 {
             do {
                 let channel = EmbeddedChannel(loop: loop)
-                try channel.pipeline.syncOperations.addHandler(HeadWriter())
                 let connection = WebSocketConnection(broker: broker, shard: broker.shards[0], mode: .broker)
                 try channel.pipeline.syncOperations.addHandler(connection)
                 let context = try channel.pipeline.syncOperations.context(handler: connection)

@@ -6,7 +6,7 @@ import Testing
 @testable import BrokerServer
 
 /// The listener's real pipeline (`BrokerServer.configurePipeline`: HTTP, the upgrader, the HTTP
-/// handler, then HeadWriter and the connection) on an EmbeddedChannel: bytes in, bytes out, and
+/// handler, then NIO's frame decoder and the connection) on an EmbeddedChannel: bytes in, bytes out, and
 /// time only when the test advances the loop's clock.
 @Suite struct ServerPipelineTests {
     struct Harness {
