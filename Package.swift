@@ -304,6 +304,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            // broker-bench's parsers and plans (the NATS stream, `routing`'s placement), tested as units.
+            name: "BrokerBenchTests",
+            dependencies: ["broker-bench", "BrokerProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "BrokerClientTests",
             dependencies: [
                 "BrokerClient", "BrokerServer", "BrokerJournal", "BrokerTestSupport",
