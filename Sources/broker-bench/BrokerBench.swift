@@ -39,6 +39,24 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+/// The closed loop that `fanout` and `routing` share: how long to publish, how much may be in
+/// flight, how long to wait for the rest.
+struct ClosedLoopOptions: ParsableArguments {
+    @Option(help: "Seconds of publishing.")
+    var duration: Double = 10
+
+    @Option(help: "Messages x fan-out in flight (published, not yet received); default 65536/size clamped to 8...1000.")
+    var window: Int?
+
+    @Option(help: "Seconds to wait for outstanding deliveries after publishing stops.")
+    var drain: Double = 5
+
+    /// `--window`, or 64 KiB of payload per subscriber (wsbench's rule), 8 to 1,000 messages.
+    func window(size: Int) -> Int {
+        window ?? min(1_000, max(8, 65_536 / size))
+    }
+}
+
 enum Report {
     static func header(_ title: String) {
         print("== broker-bench \(title) ==")

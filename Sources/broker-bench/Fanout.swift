@@ -32,14 +32,7 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Total publish rate in messages/s; 0 = as fast as the broker delivers (closed loop, see --window).")
     var rate: Double = 0
 
-    @Option(help: "Seconds of publishing.")
-    var duration: Double = 10
-
-    @Option(help: "Messages x fan-out in flight (published, not yet received); default 65536/size clamped to 8...1000.")
-    var window: Int?
-
-    @Option(help: "Seconds to wait for outstanding deliveries after publishing stops.")
-    var drain: Double = 5
+    @OptionGroup var closedLoop: ClosedLoopOptions
 
     @Option(help: "Subscriber handshakes in progress at once.")
     var connectConcurrency = 64
@@ -51,7 +44,7 @@ struct Fanout: AsyncParsableCommand {
     var subscribeURLs: String?
 
     func validate() throws {
-        guard subscribers > 0, publishers > 0, topics > 0, duration > 0 else {
+        guard subscribers > 0, publishers > 0, topics > 0, closedLoop.duration > 0 else {
             throw ValidationError("subscribers, publishers, topics and duration must be positive")
         }
         guard common.size >= (common.binary ? 8 : 21) else {
@@ -74,13 +67,13 @@ struct Fanout: AsyncParsableCommand {
             }
             guard !subscribeTo.isEmpty else { throw ValidationError("--subscribe-urls lists no URL") }
         }
-        let window = self.window ?? min(1_000, max(8, 65_536 / common.size))
+        let window = closedLoop.window(size: common.size)
         let options = FanoutOptions(
             url: url, publishURL: publishTo, subscribeURLs: subscribeTo, subscribers: subscribers, publishers: publishers, topics: topics, size: common.size,
-            rate: rate, duration: duration, window: window, drain: drain, binary: common.binary,
+            rate: rate, duration: closedLoop.duration, window: window, drain: closedLoop.drain, binary: common.binary,
             connectConcurrency: max(1, connectConcurrency), timeout: common.timeout, pid: common.pid)
         Report.header("fanout")
-        print("load:    \(subscribers) subscribers, \(publishers) publishers, \(topics) topics, \(common.size) B \(common.binary ? "binary" : "text"), rate \(rate > 0 ? Report.rate(rate) + " msg/s" : "max (window \(window) msgs x fan-out)"), \(duration) s")
+        print("load:    \(subscribers) subscribers, \(publishers) publishers, \(topics) topics, \(common.size) B \(common.binary ? "binary" : "text"), rate \(rate > 0 ? Report.rate(rate) + " msg/s" : "max (window \(window) msgs x fan-out)"), \(closedLoop.duration) s")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let result: FanoutResult
@@ -94,7 +87,7 @@ struct Fanout: AsyncParsableCommand {
         try? await group.shutdownGracefully()
 
         let seconds = Double(result.measuredNanos) / 1e9
-        print("publish: \(result.published) messages = \(Report.rate(Double(result.published) / duration)) msg/s" + (result.heldBack > 0 ? " (rate NOT sustained: held back \(result.heldBack) times)" : ""))
+        print("publish: \(result.published) messages = \(Report.rate(Double(result.published) / closedLoop.duration)) msg/s" + (result.heldBack > 0 ? " (rate NOT sustained: held back \(result.heldBack) times)" : ""))
         print("deliver: \(result.delivered) deliveries in \(String(format: "%.3f", seconds)) s = \(Report.rate(Double(result.delivered) / seconds)) deliveries/s")
         print("latency ms: p50 \(Report.ms(result.p50)) p90 \(Report.ms(result.p90)) p99 \(Report.ms(result.p99)) p999 \(Report.ms(result.p999)) max \(Report.ms(result.max))")
         let lossPercent = result.expected > 0 ? 100 * Double(result.expected - result.delivered) / Double(result.expected) : 0

@@ -49,14 +49,7 @@ struct Routing: AsyncParsableCommand {
     @Option(help: "Percent of the subscriptions that are wildcard filters, 0...100.")
     var wildcardShare = 0
 
-    @Option(help: "Seconds of publishing.")
-    var duration: Double = 10
-
-    @Option(help: "Messages x fan-out in flight (published, not yet received); default 65536/size clamped to 8...1000.")
-    var window: Int?
-
-    @Option(help: "Seconds to wait for outstanding deliveries after publishing stops.")
-    var drain: Double = 5
+    @OptionGroup var closedLoop: ClosedLoopOptions
 
     @Option(help: "Give the warm-up at most this many seconds, then measure anyway (and say so).")
     var warmupTimeout: Double = 60
@@ -77,7 +70,7 @@ struct Routing: AsyncParsableCommand {
     }
 
     func validate() throws {
-        guard topics > 0, subscribersPerTopic > 0, connections > 0, publishers > 0, duration > 0 else {
+        guard topics > 0, subscribersPerTopic > 0, connections > 0, publishers > 0, closedLoop.duration > 0 else {
             throw ValidationError("topics, subscribers-per-topic, connections, publishers and duration must be positive")
         }
         guard (0...100).contains(wildcardShare) else { throw ValidationError("--wildcard-share is a percentage, 0...100") }
@@ -107,14 +100,14 @@ struct Routing: AsyncParsableCommand {
 
     func run() async throws {
         let url = try common.parsedURL()
-        let window = self.window ?? min(1_000, max(8, 65_536 / common.size))
+        let window = closedLoop.window(size: common.size)
         let plan = self.plan
         let options = RoutingOptions(
-            plan: plan, url: url, size: common.size, binary: common.binary, duration: duration, window: window, drain: drain,
+            plan: plan, url: url, size: common.size, binary: common.binary, duration: closedLoop.duration, window: window, drain: closedLoop.drain,
             warmupTimeout: warmupTimeout, connectConcurrency: max(1, connectConcurrency), timeout: common.timeout, pid: common.pid)
         Report.header("routing")
         let mode = target == .nats ? "NATS" : common.binary ? "binary" : "text"
-        print("load:    \(target.rawValue) at \(url), \(plan.topics) topics x \(plan.perTopic) = \(plan.subscriptions) subscriptions (\(plan.wildcardSubscriptions) wildcard, \(wildcardShare)%) on \(plan.connections) connections (up to \(plan.subscriptionsPerConnection) each), \(plan.publishers) publishers, \(common.size) B \(mode), window \(window) msgs x \(plan.perTopic), \(duration) s")
+        print("load:    \(target.rawValue) at \(url), \(plan.topics) topics x \(plan.perTopic) = \(plan.subscriptions) subscriptions (\(plan.wildcardSubscriptions) wildcard, \(wildcardShare)%) on \(plan.connections) connections (up to \(plan.subscriptionsPerConnection) each), \(plan.publishers) publishers, \(common.size) B \(mode), window \(window) msgs x \(plan.perTopic), \(closedLoop.duration) s")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let outcome: Result<RoutingResult, any Error>
